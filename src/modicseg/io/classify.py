@@ -1,0 +1,106 @@
+"""Classify a DICOM stack: imaging plane from its orientation, weighting from its parameters.
+
+Every decision comes with a reason a person can check.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from modicseg.io.dicom_headers import FrameHeader
+
+#: A stack whose normal lies more than this many degrees from the nearest patient axis is "oblique".
+OBLIQUE_LIMIT_DEG = 20.0
+
+PLANE_BY_AXIS = {0: "sagittal", 1: "coronal", 2: "axial"}
+
+WEIGHTINGS = ("T1", "T2", "STIR", "PD", "other")
+
+
+def plane_of(orientation: tuple[float, ...] | None) -> tuple[str, float]:
+    """('sagittal' | 'coronal' | 'axial' | 'oblique' | 'unknown', angle to nearest axis in degrees)."""
+    if orientation is None:
+        return "unknown", float("nan")
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:], dtype=np.float64)
+    normal = np.cross(row, col)
+    norm = np.linalg.norm(normal)
+    if norm == 0:
+        return "unknown", float("nan")
+    normal = np.abs(normal / norm)
+    axis = int(np.argmax(normal))
+    angle = float(np.degrees(np.arccos(np.clip(normal[axis], -1.0, 1.0))))
+    if angle > OBLIQUE_LIMIT_DEG:
+        return "oblique", angle
+    return PLANE_BY_AXIS[axis], angle
+
+
+_DESCRIPTION_RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("STIR", re.compile(r"STIR|TIRM|\bIR[_ -]?FSE\b|T2[_ -]?IR\b", re.I)),
+    ("other", re.compile(r"FLAIR|T2\*|T2STAR|\bDWI\b|DIFFUS|\bADC\b|\bSWI\b|LOCALI[ZS]ER|SCOUT|SURVEY", re.I)),
+    ("PD", re.compile(r"\bPD\b|PDW|PROTON|_PD_|PD[_ -]", re.I)),
+    ("T1", re.compile(r"T1(?!\d)", re.I)),
+    ("T2", re.compile(r"T2(?!\d)", re.I)),
+]
+
+
+def weighting_from_description(description: str) -> str | None:
+    """Weighting named by a series description, or None when it names none."""
+    for weighting, pattern in _DESCRIPTION_RULES:
+        if pattern.search(description or ""):
+            return weighting
+    return None
+
+
+def weighting_from_parameters(frame: FrameHeader) -> tuple[str | None, str]:
+    """Weighting implied by TR / TE / TI and the sequence type, with the values used."""
+    tr, te, ti = frame.repetition_time, frame.echo_time, frame.inversion_time
+    parts = []
+    if tr is not None:
+        parts.append(f"TR {tr:g} ms")
+    if te is not None:
+        parts.append(f"TE {te:g} ms")
+    if ti is not None and ti > 0:
+        parts.append(f"TI {ti:g} ms")
+    values = ", ".join(parts) if parts else "no TR/TE"
+    gradient_echo = "GR" in frame.scanning_sequence and "SE" not in frame.scanning_sequence
+    if ti is not None and ti > 0:
+        if 60 <= ti <= 300 and (tr is None or tr >= 1000):
+            return "STIR", f"{values}: short-tau inversion recovery"
+        if ti >= 1500:
+            return "other", f"{values}: fluid-attenuated inversion recovery"
+        if te is not None and te < 30:
+            return "T1", f"{values}: inversion-prepared, short TE"
+    if tr is None or te is None:
+        return None, values
+    if gradient_echo and tr < 100:
+        return ("T1" if (frame.flip_angle or 0) >= 20 else "other"), f"{values}: gradient echo"
+    if tr < 1000 and te < 30:
+        return "T1", f"{values}: short TR, short TE"
+    if tr >= 1500 and te >= 60:
+        return "T2", f"{values}: long TR, long TE"
+    if tr >= 1500 and te < 40:
+        return "PD", f"{values}: long TR, short TE"
+    return None, f"{values}: no clear weighting"
+
+
+def classify_weighting(frame: FrameHeader) -> tuple[str, str]:
+    """(weighting, reason) from the acquisition parameters and the series description.
+
+    Parameters decide when the two disagree; the description decides when parameters are
+    missing or ambiguous.
+    """
+    by_params, param_reason = weighting_from_parameters(frame)
+    by_desc = weighting_from_description(frame.series_description)
+    desc = f"description '{frame.series_description}'"
+    if by_params and by_desc and by_params == by_desc:
+        return by_params, f"{param_reason}; {desc}"
+    if by_params and by_desc:
+        return by_params, f"{param_reason}; {desc} says {by_desc} (parameters win)"
+    if by_params:
+        return by_params, param_reason
+    if by_desc:
+        return by_desc, f"{desc} ({param_reason})"
+    return "other", param_reason

@@ -1,0 +1,117 @@
+"""Walk a study folder and read the header of every DICOM file in it.
+
+Files may have any name and lie in any order; DICOMDIR files, non-DICOM files and non-image
+objects are skipped and counted.  A file that starts like DICOM but cannot be parsed is an error
+naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from modicseg.io.dicom_headers import MR_IMAGE_SOP_CLASSES, FrameHeader, frames_of
+from modicseg.io.errors import InputError
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class FolderScan:
+    """Every MR image frame found under a folder, and what was skipped."""
+
+    root: Path
+    frames: list[FrameHeader] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    n_files: int = 0
+
+    def skipped_summary(self) -> str:
+        if not self.skipped:
+            return "nothing skipped"
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def iter_files(root: Path) -> list[Path]:
+    """All regular files under ``root`` (sorted, hidden files included), or root itself."""
+    if root.is_file():
+        return [root]
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            files.append(Path(dirpath) / name)
+    return files
+
+
+def read_header(path: Path) -> pydicom.Dataset | None:
+    """The header of a DICOM file without pixel data; None when the file is not DICOM."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB")
+    except InvalidDicomError:
+        if _looks_like_dicom(path):
+            raise InputError(f"{path}: corrupt DICOM file (header cannot be parsed)") from None
+        # files without the 128-byte preamble: try once more with force
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB", force=True)
+        except Exception:
+            return None
+        return ds if "SOPClassUID" in ds and "Rows" in ds else None
+    except (EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        if _looks_like_dicom(path):
+            raise InputError(f"{path}: corrupt or truncated DICOM file ({type(exc).__name__}: {exc})") from None
+        return None
+
+
+def scan_folder(root: str | os.PathLike[str]) -> FolderScan:
+    """Read the headers of every file under ``root`` and collect the MR image frames."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root}: no such file or folder")
+    files = iter_files(root)
+    scan = FolderScan(root=root, n_files=len(files))
+    if not files:
+        raise InputError(f"{root}: empty folder (no files)")
+    seen_sops: set[tuple[str, str]] = set()
+    for path in files:
+        ds = read_header(path)
+        if ds is None:
+            scan.skipped["non-DICOM files"] += 1
+            continue
+        sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", ""))
+        if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            scan.skipped["DICOMDIR files"] += 1
+            continue
+        if "Rows" not in ds or "Columns" not in ds:
+            scan.skipped["non-image DICOM objects"] += 1
+            continue
+        if str(ds.get("Modality", "")) != "MR" or sop_class not in MR_IMAGE_SOP_CLASSES:
+            scan.skipped["non-MR images"] += 1
+            continue
+        key = (str(ds.get("SOPInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")))
+        if key in seen_sops:
+            scan.skipped["duplicate copies of one SOP instance"] += 1
+            continue
+        seen_sops.add(key)
+        try:
+            scan.frames.extend(frames_of(ds, path))
+        except Exception as exc:  # malformed functional groups and the like
+            raise InputError(f"{path}: unreadable MR header ({type(exc).__name__}: {exc})") from None
+    if not scan.frames:
+        raise InputError(
+            f"{root}: no MR images found among {scan.n_files} files ({scan.skipped_summary()})"
+        )
+    return scan

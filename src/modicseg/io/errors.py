@@ -1,0 +1,23 @@
+"""Errors that reach the user: each names the file or series and what is wrong."""
+
+from __future__ import annotations
+
+
+class ModicsegError(Exception):
+    """An error caused by the input, reported to the user without a traceback."""
+
+
+class InputError(ModicsegError):
+    """The input cannot be read (missing, empty, corrupt, unsupported)."""
+
+
+class NotAVolumeError(InputError):
+    """A series that is not one 3-D anatomical stack (4-D, mosaic, several volumes, ...)."""
+
+
+class GeometryError(InputError):
+    """Slice geometry that cannot be turned into a regular grid without a decision."""
+
+
+class SelectionError(ModicsegError):
+    """The requested T1/T2 series cannot be found or chosen."""

@@ -1,0 +1,255 @@
+"""Group frames into series, split each series into stacks of one geometry, analyse each stack.
+
+A *stack* is a set of frames that share orientation, matrix, pixel spacing, echo and image type.
+A stack is usable as a 3-D volume when it has one image per slice position, at least three
+slices, and complete geometry.  Otherwise it carries a ``refusal`` that says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modicseg.io.classify import classify_weighting, plane_of
+from modicseg.io.dicom_headers import FrameHeader
+
+#: Two positions closer than this along the normal are the same slice position (mm).
+SAME_POSITION_MM = 0.01
+#: Orientation vectors that differ by less than this are one orientation.
+SAME_ORIENTATION = 1e-3
+_LOCALIZER_NAME = re.compile(r"LOCALI[ZS]ER|SCOUT|SURVEY|3-?PLANE", re.I)
+
+
+@dataclass
+class SliceGeometry:
+    """Where the slices of a stack lie along its normal."""
+
+    normal: np.ndarray  # LPS unit normal (row x column)
+    offsets: np.ndarray  # sorted distance of each slice along the normal (mm)
+    step_mm: float  # median distance between neighbouring slices
+    irregularity: str | None  # missing slices or uneven spacing, described; None when regular
+
+
+@dataclass
+class Stack:
+    """One geometry of one series, with its classification and whether it can be a volume."""
+
+    series_instance_uid: str
+    series_number: int | None
+    series_description: str
+    frames: list[FrameHeader]
+    stack_index: int = 0  # 0-based within its series
+    stacks_in_series: int = 1
+    split_reason: str | None = None
+    plane: str = "unknown"
+    obliquity_deg: float = float("nan")
+    weighting: str = "other"
+    weighting_reason: str = ""
+    refusal: str | None = None
+    geometry: SliceGeometry | None = None
+    localizer: bool = False
+    role: str | None = None  # "t1", "t2" or None
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.frames)
+
+    @property
+    def first(self) -> FrameHeader:
+        return self.frames[0]
+
+    @property
+    def name(self) -> str:
+        """Series number (and stack within the series) for messages and file names."""
+        number = "?" if self.series_number is None else str(self.series_number)
+        return number if self.stacks_in_series == 1 else f"{number}.{self.stack_index + 1}"
+
+    @property
+    def usable(self) -> bool:
+        return self.refusal is None
+
+    def summary(self) -> dict:
+        """JSON-ready description (no identifiers)."""
+        f = self.first
+        return {
+            "series_number": self.series_number,
+            "series_instance_uid": self.series_instance_uid,
+            "stack": self.name,
+            "series_description": self.series_description,
+            "plane": self.plane,
+            "obliquity_deg": None if np.isnan(self.obliquity_deg) else round(self.obliquity_deg, 2),
+            "weighting": self.weighting,
+            "weighting_reason": self.weighting_reason,
+            "n_slices": self.n_slices,
+            "matrix": [f.rows, f.columns],
+            "pixel_spacing_mm": list(f.pixel_spacing) if f.pixel_spacing else None,
+            "slice_spacing_mm": None if self.geometry is None else round(self.geometry.step_mm, 4),
+            "slice_thickness_mm": f.slice_thickness,
+            "irregularity": None if self.geometry is None else self.geometry.irregularity,
+            "localizer": self.localizer,
+            "usable": self.usable,
+            "refusal": self.refusal,
+            "split_reason": self.split_reason,
+            "role": self.role,
+        }
+
+
+def _orientation_cluster(clusters: list[tuple[float, ...]], orientation: tuple[float, ...] | None) -> int:
+    if orientation is None:
+        return -1
+    for index, existing in enumerate(clusters):
+        if max(abs(a - b) for a, b in zip(existing, orientation)) < SAME_ORIENTATION:
+            return index
+    clusters.append(orientation)
+    return len(clusters) - 1
+
+
+def _stack_key(frame: FrameHeader, orientation_id: int) -> tuple:
+    spacing = None if frame.pixel_spacing is None else tuple(round(v, 4) for v in frame.pixel_spacing)
+    echo = frame.echo_number if frame.echo_number is not None else (
+        None if frame.echo_time is None else round(frame.echo_time, 2))
+    return (orientation_id, frame.rows, frame.columns, spacing, echo, frame.image_type)
+
+
+_KEY_NAMES = ("orientation", "matrix", "matrix", "pixel spacing", "echo", "image type")
+
+
+def _split_reason(keys: list[tuple]) -> str:
+    differing = []
+    for position, name in enumerate(_KEY_NAMES):
+        if len({k[position] for k in keys}) > 1 and name not in differing:
+            differing.append(name)
+    detail = ", ".join(differing) if differing else "geometry"
+    if differing == ["orientation"]:
+        detail = "orientation (slices not parallel)"
+    if "echo" in differing:
+        echoes = sorted({k[4] for k in keys}, key=lambda v: (v is None, v))
+        detail = detail.replace("echo", f"echo ({len(echoes)} echoes per position: {', '.join(map(str, echoes))})")
+    return f"{len(keys)} stacks differing in {detail}"
+
+
+def split_series(frames: list[FrameHeader]) -> list[Stack]:
+    """Split the frames of one series into stacks of one geometry each."""
+    clusters: list[tuple[float, ...]] = []
+    groups: dict[tuple, list[FrameHeader]] = defaultdict(list)
+    for frame in frames:
+        groups[_stack_key(frame, _orientation_cluster(clusters, frame.orientation))].append(frame)
+    keys = list(groups)
+    reason = _split_reason(keys) if len(keys) > 1 else None
+    first = frames[0]
+    stacks = []
+    for index, key in enumerate(keys):
+        stack = Stack(
+            series_instance_uid=first.series_instance_uid,
+            series_number=first.series_number,
+            series_description=first.series_description,
+            frames=groups[key],
+            stack_index=index,
+            stacks_in_series=len(keys),
+            split_reason=reason,
+        )
+        analyse_stack(stack)
+        stacks.append(stack)
+    return stacks
+
+
+def group_series(frames: list[FrameHeader]) -> list[Stack]:
+    """All stacks of all series, ordered by series number then stack."""
+    by_series: dict[str, list[FrameHeader]] = defaultdict(list)
+    for frame in frames:
+        by_series[frame.series_instance_uid].append(frame)
+    stacks: list[Stack] = []
+    for series_frames in by_series.values():
+        stacks.extend(split_series(series_frames))
+    stacks.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid,
+                               s.stack_index))
+    return stacks
+
+
+def slice_geometry(frames: list[FrameHeader], normal: np.ndarray) -> tuple[list[FrameHeader], SliceGeometry]:
+    """Frames sorted along the normal, and the spacing between them (from positions only)."""
+    offsets = np.array([np.dot(np.asarray(f.position), normal) for f in frames])
+    order = np.argsort(offsets, kind="stable")
+    sorted_frames = [frames[i] for i in order]
+    offsets = offsets[order]
+    gaps = np.diff(offsets)
+    step = float(np.median(gaps)) if len(gaps) else 0.0
+    irregularity = None
+    if len(gaps) >= 1 and step > 0:
+        tolerance = max(0.02, 0.01 * step)
+        bad = np.abs(gaps - step) > tolerance
+        if bad.any():
+            multiples = gaps[bad] / step
+            if np.all(np.abs(multiples - np.round(multiples)) * step <= tolerance) and np.all(multiples > 1.5):
+                missing = int(np.sum(np.round(multiples) - 1))
+                where = ", ".join(f"{offsets[i]:.2f}-{offsets[i + 1]:.2f} mm" for i in np.flatnonzero(bad))
+                irregularity = (f"{missing} missing slice(s): gap(s) at {where} along the normal "
+                                f"where the step is {step:.3f} mm")
+            else:
+                irregularity = (f"uneven slice spacing: steps from {gaps.min():.3f} to {gaps.max():.3f} mm "
+                                f"(median {step:.3f} mm)")
+    return sorted_frames, SliceGeometry(normal=normal, offsets=offsets, step_mm=step, irregularity=irregularity)
+
+
+def _position_ids(offsets: np.ndarray) -> list[int]:
+    """Same id for offsets closer than SAME_POSITION_MM (sorted sweep, no rounding edges)."""
+    order = np.argsort(offsets)
+    ids = np.empty(len(offsets), dtype=np.int64)
+    current = 0
+    for rank, index in enumerate(order):
+        if rank > 0 and offsets[index] - offsets[order[rank - 1]] > SAME_POSITION_MM:
+            current += 1
+        ids[index] = current
+    return ids.tolist()
+
+
+def _first_missing(frames: list[FrameHeader], attribute: str) -> FrameHeader | None:
+    return next((f for f in frames if getattr(f, attribute) is None), None)
+
+
+def analyse_stack(stack: Stack) -> None:
+    """Fill in plane, weighting, slice geometry and the refusal reason (if any) of a stack."""
+    first = stack.first
+    stack.plane, stack.obliquity_deg = plane_of(first.orientation)
+    stack.weighting, stack.weighting_reason = classify_weighting(first)
+    stack.localizer = "LOCALIZER" in first.image_type or bool(
+        _LOCALIZER_NAME.search(first.series_description))
+    if first.is_mosaic:
+        stack.refusal = "mosaic (several slices tiled in one image): not a 3-D anatomical series"
+        return
+    if first.samples_per_pixel != 1:
+        stack.refusal = f"{first.samples_per_pixel} samples per pixel (colour): not an MR magnitude series"
+        return
+    for attribute, tag in (("orientation", "ImageOrientationPatient"), ("position", "ImagePositionPatient"),
+                           ("pixel_spacing", "PixelSpacing")):
+        missing = _first_missing(stack.frames, attribute)
+        if missing is not None:
+            stack.refusal = f"no {tag} in {missing.label}"
+            return
+    normal = first.normal
+    if normal is None:
+        stack.refusal = f"degenerate ImageOrientationPatient in {first.label}"
+        return
+    offsets = np.array([np.dot(np.asarray(f.position), normal) for f in stack.frames])
+    counts = Counter(_position_ids(offsets))
+    per_position = sorted(counts.values())
+    if per_position[-1] > 1:
+        n_positions = len(counts)
+        if per_position[0] == per_position[-1]:
+            temporal = {f.temporal_position for f in stack.frames} - {None}
+            what = f"{len(temporal)} time points" if len(temporal) > 1 else "several volumes"
+            stack.refusal = (f"4-D: {per_position[-1]} images per slice position at {n_positions} positions "
+                             f"({what}): not a 3-D anatomical series")
+        else:
+            duplicated = sum(1 for v in counts.values() if v > 1)
+            stack.refusal = (f"duplicate slice positions: {duplicated} of {n_positions} positions hold more "
+                             "than one image (e.g. a repeated or mixed-in slice)")
+        return
+    if stack.n_slices < 3:
+        stack.refusal = (f"only {stack.n_slices} slice(s) in this orientation"
+                         f"{' (localizer)' if stack.localizer else ''}: not a 3-D stack")
+        return
+    stack.frames, stack.geometry = slice_geometry(stack.frames, normal)

@@ -1,0 +1,26 @@
+"""Shared fixtures: paths to ../shared data, small DICOM studies written with pydicom."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MODICSEG_SHARED", REPO.parent / "shared"))
+CONFORMANCE = SHARED / "dicom-conformance"
+REAL_SPINE = SHARED / "real-spine"
+
+
+def conformance_cases() -> list[Path]:
+    if not CONFORMANCE.is_dir():
+        return []
+    return sorted(p for p in CONFORMANCE.iterdir() if (p / "case.json").is_file())
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED
