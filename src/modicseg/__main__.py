@@ -1,0 +1,5 @@
+import sys
+
+from modicseg.cli import main
+
+sys.exit(main())

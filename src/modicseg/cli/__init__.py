@@ -1,0 +1,66 @@
+"""The ``modicseg`` command line: parses arguments and calls the library, nothing more.
+
+Each sub-command lives in its own module with ``register(subparsers)``, which adds a parser whose
+``func`` default takes the parsed arguments and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+
+from modicseg import __version__
+from modicseg.io.errors import ModicsegError
+
+COMMAND_MODULES = [
+    "modicseg.cli.inspect_cmd",
+    "modicseg.cli.convert_cmd",
+    "modicseg.cli.synth_cmd",
+    "modicseg.cli.demo_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modicseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"modicseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # command not written yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    warnings.formatwarning = _format_warning
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ModicsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
