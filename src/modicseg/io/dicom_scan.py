@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,22 +59,34 @@ def iter_files(root: Path) -> list[Path]:
 
 
 def read_header(path: Path) -> pydicom.Dataset | None:
-    """The header of a DICOM file without pixel data; None when the file is not DICOM."""
+    """The header of a DICOM file without pixel data; None when the file is not DICOM.
+
+    A file that has the DICOM preamble but cannot be parsed completely is an InputError that
+    names it: pydicom's tolerant reader would otherwise hand back a silently truncated header.
+    """
+    has_magic = _looks_like_dicom(path)
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB", force=not has_magic)
     except InvalidDicomError:
-        if _looks_like_dicom(path):
+        if has_magic:
             raise InputError(f"{path}: corrupt DICOM file (header cannot be parsed)") from None
-        # files without the 128-byte preamble: try once more with force
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB", force=True)
-        except Exception:
-            return None
-        return ds if "SOPClassUID" in ds and "Rows" in ds else None
-    except (EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        if _looks_like_dicom(path):
+        return None
+    except (EOFError, OSError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        if has_magic:
             raise InputError(f"{path}: corrupt or truncated DICOM file ({type(exc).__name__}: {exc})") from None
         return None
+    if not has_magic:
+        # without a preamble only accept something that clearly is an image object
+        return ds if not caught and "SOPClassUID" in ds and "Rows" in ds else None
+    problems = [str(w.message) for w in caught if "End of file" in str(w.message)
+                or "delimiter" in str(w.message) or "Expected explicit VR" in str(w.message)]
+    meta_class = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if problems or (meta_class in MR_IMAGE_SOP_CLASSES and ("Rows" not in ds or "SOPClassUID" not in ds)):
+        detail = problems[0] if problems else "image attributes missing"
+        raise InputError(f"{path}: corrupt or truncated DICOM header ({detail.split(' in file ')[0]})")
+    return ds
 
 
 def scan_folder(root: str | os.PathLike[str]) -> FolderScan:

@@ -118,17 +118,20 @@ _KEY_NAMES = ("orientation", "matrix", "matrix", "pixel spacing", "echo", "image
 
 
 def _split_reason(keys: list[tuple]) -> str:
-    differing = []
+    differing: list[str] = []
     for position, name in enumerate(_KEY_NAMES):
         if len({k[position] for k in keys}) > 1 and name not in differing:
             differing.append(name)
-    detail = ", ".join(differing) if differing else "geometry"
-    if differing == ["orientation"]:
-        detail = "orientation (slices not parallel)"
-    if "echo" in differing:
-        echoes = sorted({k[4] for k in keys}, key=lambda v: (v is None, v))
-        detail = detail.replace("echo", f"echo ({len(echoes)} echoes per position: {', '.join(map(str, echoes))})")
-    return f"{len(keys)} stacks differing in {detail}"
+    words = []
+    for name in differing:
+        if name == "orientation":
+            words.append("orientation (slices not parallel)")
+        elif name == "echo":
+            echoes = sorted({k[4] for k in keys}, key=lambda v: (v is None, v))
+            words.append(f"echo ({len(echoes)} echoes per position: {', '.join(map(str, echoes))})")
+        else:
+            words.append(name)
+    return f"{len(keys)} stacks differing in {', '.join(words) or 'geometry'}"
 
 
 def split_series(frames: list[FrameHeader]) -> list[Stack]:

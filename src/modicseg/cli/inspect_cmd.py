@@ -1,0 +1,77 @@
+"""``modicseg inspect STUDY``: the stacks of a study, how each was classified, which are chosen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from modicseg.io.dicom_series import scan_study
+from modicseg.io.errors import InputError
+from modicseg.io.study import assign_roles
+from modicseg.io.stacks import Stack
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inspect", help="list the image stacks of a DICOM study",
+                                   description=__doc__)
+    parser.add_argument("study", metavar="STUDY", help="DICOM folder (any layout, DICOMDIR or not)")
+    parser.add_argument("--t1-series", metavar="N|UID", help="use this series as T1")
+    parser.add_argument("--t2-series", metavar="N|UID", help="use this series as T2")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of stacks")
+    parser.set_defaults(func=run)
+
+
+def _voxel(stack: Stack) -> str:
+    f = stack.first
+    if f.pixel_spacing is None:
+        return "?"
+    step = "?" if stack.geometry is None else f"{stack.geometry.step_mm:.2f}"
+    return f"{f.pixel_spacing[1]:.2f}x{f.pixel_spacing[0]:.2f}x{step}"
+
+
+def _status(stack: Stack) -> str:
+    if stack.refusal:
+        return f"refused: {stack.refusal}"
+    notes = []
+    if stack.localizer:
+        notes.append("localizer")
+    if stack.geometry is not None and stack.geometry.irregularity:
+        notes.append(stack.geometry.irregularity)
+    if stack.split_reason:
+        notes.append(f"series split: {stack.split_reason}")
+    return "; ".join(notes) or "ok"
+
+
+def format_table(stacks: list[Stack]) -> str:
+    headers = ["series", "description", "plane", "weighting", "slices", "voxel (mm)", "matrix", "role", "status"]
+    rows = [[s.name, s.series_description[:32], s.plane, s.weighting, str(s.n_slices), _voxel(s),
+             f"{s.first.rows}x{s.first.columns}", (s.role or "").upper(), _status(s)] for s in stacks]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:-1], widths)) + "  " + headers[-1]]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
+    lines.append("")
+    lines.append("weighting reasons:")
+    for s in stacks:
+        lines.append(f"  {s.name}: {s.weighting} <- {s.weighting_reason}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    scan = scan_study(args.study)
+    if not scan.stacks:
+        raise InputError(f"{args.study}: no image stacks")
+    assign_roles(scan, args.t1_series, args.t2_series)
+    if args.json:
+        print(json.dumps([s.summary() for s in scan.stacks], indent=2))
+        return 0
+    folder = scan.folder
+    print(f"{folder.n_files} files, {len(folder.frames)} MR images, "
+          f"{len({s.series_instance_uid for s in scan.stacks})} series, {len(scan.stacks)} stacks; "
+          f"skipped: {folder.skipped_summary()}")
+    print()
+    print(format_table(scan.stacks))
+    missing = [role.upper() for role in ("t1", "t2") if not any(s.role == role for s in scan.stacks)]
+    if missing:
+        print(f"\nno sagittal {' or '.join(missing)} found")
+    return 0
