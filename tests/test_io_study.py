@@ -100,7 +100,7 @@ def test_order_comes_from_positions_not_instance_numbers(tmp_path) -> None:
     reference = load_series(folder)
     rng = np.random.default_rng(0)
     numbers = rng.permutation(len(paths)) + 1
-    for path, number in zip(paths, numbers):
+    for path, number in zip(paths, numbers, strict=True):
         ds = pydicom.dcmread(path)
         ds.InstanceNumber = int(number)
         ds.save_as(path)
@@ -296,10 +296,7 @@ def test_t1_resampled_onto_t2_grid_in_physical_space(tmp_path) -> None:
 def test_different_frames_of_reference_are_registered_with_warning(tmp_path) -> None:
     shape = (64, 80, 15)
     affine = sagittal_affine(shape, in_plane=1.0, step=3.0)
-    shifted = affine.copy()
-    shifted[:3, 3] += [0.0, 0.0, 0.0]
     # the T1 subject moved 6 mm up and 4 mm forward: its frame of reference differs
-    moved = phantom_image(shape, affine, "t1")
     from modicseg.core.image import ScalarImage
 
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
@@ -313,7 +310,7 @@ def test_different_frames_of_reference_are_registered_with_warning(tmp_path) -> 
                     canary_study())
     study = open_study(StudyRequest(path=tmp_path))
     with pytest.warns(RegistrationWarning, match="different frames of reference"):
-        t1_on_t2, t2 = t1_on_t2_grid(study)
+        t1_on_t2, _ = t1_on_t2_grid(study)
     truth = phantom_image(shape, affine, "t1").array
     blob = np.abs(truth - 900) < 1
     assert np.median(t1_on_t2.array[blob]) == pytest.approx(900, rel=0.1)

@@ -7,8 +7,8 @@ import json
 
 from modicseg.io.dicom_series import scan_study
 from modicseg.io.errors import InputError
-from modicseg.io.study import assign_roles
 from modicseg.io.stacks import Stack
+from modicseg.io.study import assign_roles
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,9 +47,9 @@ def format_table(stacks: list[Stack]) -> str:
     rows = [[s.name, s.series_description[:32], s.plane, s.weighting, str(s.n_slices), _voxel(s),
              f"{s.first.rows}x{s.first.columns}", (s.role or "").upper(), _status(s)] for s in stacks]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:-1], widths)) + "  " + headers[-1]]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:-1], widths, strict=True)) + "  " + headers[-1]]
     for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
     lines.append("")
     lines.append("weighting reasons:")
     for s in stacks:

@@ -90,11 +90,15 @@ def classify_weighting(frame: FrameHeader) -> tuple[str, str]:
     """(weighting, reason) from the acquisition parameters and the series description.
 
     Parameters decide when the two disagree; the description decides when parameters are
-    missing or ambiguous.
+    missing or ambiguous, and when it names a kind of series that TR/TE cannot tell apart
+    (localizer, FLAIR, diffusion, T2*).
     """
     by_params, param_reason = weighting_from_parameters(frame)
     by_desc = weighting_from_description(frame.series_description)
     desc = f"description '{frame.series_description}'"
+    if by_desc == "other" and by_params != "STIR":
+        # localizer, FLAIR, DWI, T2*: TR/TE alone cannot tell these apart from anatomical series
+        return "other", f"{desc} ({param_reason})"
     if by_params and by_desc and by_params == by_desc:
         return by_params, f"{param_reason}; {desc}"
     if by_params and by_desc:

@@ -5,7 +5,7 @@ Only technical attributes are copied: nothing identifying the patient ever enter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,8 @@ class FrameHeader:
     magnetic_field_strength: float | None
     manufacturer: str
     model_name: str
+    #: the parsed file (large values deferred), kept so pixel data is read without parsing again
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -80,7 +82,7 @@ def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
     try:
-        if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, str):
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
             value = value[0]
         return float(value)
     except (TypeError, ValueError, IndexError):
@@ -142,6 +144,7 @@ def _common_fields(ds: Dataset, path: Path) -> dict[str, Any]:
         image_type=image_type,
         is_mosaic=_is_mosaic(ds, image_type),
         instance_number=_int(ds.get("InstanceNumber")),
+        dataset=ds,
     )
 
 
@@ -248,7 +251,7 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[FrameHeader]:
 
 def frames_of(ds: Dataset, path: Path) -> list[FrameHeader]:
     """All frame records of an MR image object."""
-    if str(ds.get("SOPClassUID", "")) in ENHANCED_MR_SOP_CLASSES or int(ds.get("NumberOfFrames", 1) or 1) > 1 \
-            and "PerFrameFunctionalGroupsSequence" in ds:
+    if str(ds.get("SOPClassUID", "")) in ENHANCED_MR_SOP_CLASSES or (int(ds.get("NumberOfFrames", 1) or 1) > 1 \
+            and "PerFrameFunctionalGroupsSequence" in ds):
         return enhanced_frames(ds, path)
     return [classic_frame(ds, path)]

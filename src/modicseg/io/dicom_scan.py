@@ -59,7 +59,7 @@ def iter_files(root: Path) -> list[Path]:
 
 
 def read_header(path: Path) -> pydicom.Dataset | None:
-    """The header of a DICOM file without pixel data; None when the file is not DICOM.
+    """The parsed DICOM file (large values deferred); None when the file is not DICOM.
 
     A file that has the DICOM preamble but cannot be parsed completely is an InputError that
     names it: pydicom's tolerant reader would otherwise hand back a silently truncated header.
@@ -68,7 +68,9 @@ def read_header(path: Path) -> pydicom.Dataset | None:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="4 KB", force=not has_magic)
+            # one read per file: values over 4 KB (pixel data, private blobs) are deferred and
+            # fetched from the file only when used
+            ds = pydicom.dcmread(path, defer_size="4 KB", force=not has_magic)
     except InvalidDicomError:
         if has_magic:
             raise InputError(f"{path}: corrupt DICOM file (header cannot be parsed)") from None

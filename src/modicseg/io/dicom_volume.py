@@ -37,15 +37,19 @@ def _transfer_syntax_name(uid: str) -> str:
 
 def _decode_file(path: Path, frames: list[FrameHeader]) -> dict[int | None, np.ndarray]:
     """Decoded (rows, columns) arrays of the requested frames of one file."""
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read DICOM file ({type(exc).__name__}: {exc})") from None
+    ds = frames[0].dataset
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception as exc:
+            raise InputError(f"{path}: cannot read DICOM file ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise InputError(f"{path}: no pixel data (truncated file?)")
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     try:
         pixels = ds.pixel_array
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read pixel data ({type(exc).__name__}: {exc})") from None
     except (NotImplementedError, RuntimeError) as exc:
         text = str(exc)
         if "plugin" in text.lower() or "decoder" in text.lower() or "unable to decode" in text.lower() \
@@ -55,7 +59,7 @@ def _decode_file(path: Path, frames: list[FrameHeader]) -> dict[int | None, np.n
                 f"any installed plugin (install pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg or "
                 f"python-gdcm): {text.splitlines()[0]}") from None
         raise InputError(f"{path}: cannot decode pixel data ({text.splitlines()[0]})") from None
-    except (ValueError, EOFError, IndexError) as exc:
+    except (ValueError, IndexError) as exc:
         raise InputError(f"{path}: corrupt or truncated pixel data ({str(exc).splitlines()[0]})") from None
     out: dict[int | None, np.ndarray] = {}
     for frame in frames:
@@ -146,7 +150,8 @@ def stack_provenance(stack: Stack) -> Provenance:
     )
 
 
-def _regularise(array: np.ndarray, affine: np.ndarray, offsets: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+def _regularise(array: np.ndarray, affine: np.ndarray, offsets: np.ndarray,
+                step: float) -> tuple[np.ndarray, np.ndarray]:
     """Linear interpolation along k onto a regular grid of the median step."""
     n_new = int(round((offsets[-1] - offsets[0]) / step)) + 1
     targets = offsets[0] + step * np.arange(n_new)

@@ -87,7 +87,7 @@ def _stored_values(image: ScalarImage, rescale: tuple[float, float] | None) -> n
     return stored.astype(np.uint16)
 
 
-def _fmt(values) -> list[str]:  # noqa: ANN001
+def _fmt(values) -> list[str]:
     return [f"{float(v):.6f}".rstrip("0").rstrip(".") if abs(float(v)) > 1e-9 else "0" for v in values]
 
 

@@ -42,7 +42,7 @@ def load_nifti_image(path: str | Path, weighting: str | None = None) -> ScalarIm
     except Exception as exc:
         raise InputError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     shape = nii.shape
-    if len(shape) == 4 and shape[3] > 1 or len(shape) not in (3, 4):
+    if (len(shape) == 4 and shape[3] > 1) or len(shape) not in (3, 4):
         raise InputError(f"{path}: not a 3-D anatomical image (shape {shape})")
     if nii.get_sform(coded=True)[1] == 0 and nii.get_qform(coded=True)[1] == 0:
         raise InputError(f"{path}: neither sform nor qform is set; the orientation is unknown")

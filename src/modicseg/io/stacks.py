@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -101,7 +101,7 @@ def _orientation_cluster(clusters: list[tuple[float, ...]], orientation: tuple[f
     if orientation is None:
         return -1
     for index, existing in enumerate(clusters):
-        if max(abs(a - b) for a, b in zip(existing, orientation)) < SAME_ORIENTATION:
+        if max(abs(a - b) for a, b in zip(existing, orientation, strict=True)) < SAME_ORIENTATION:
             return index
     clusters.append(orientation)
     return len(clusters) - 1

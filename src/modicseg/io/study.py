@@ -99,7 +99,8 @@ def choose_stack(stacks: list[Stack], role: str, override: str | None = None) ->
     return max(candidates, key=_rank) if candidates else None
 
 
-def assign_roles(scan: StudyScan, t1_series: str | None = None, t2_series: str | None = None) -> dict[str, Stack | None]:
+def assign_roles(scan: StudyScan, t1_series: str | None = None,
+                 t2_series: str | None = None) -> dict[str, Stack | None]:
     """Choose the T1 and T2 stacks and mark them on the scan's stacks."""
     chosen = {"t1": choose_stack(scan.stacks, "t1", t1_series),
               "t2": choose_stack(scan.stacks, "t2", t2_series)}
