@@ -19,6 +19,10 @@ COMMAND_MODULES = [
     "modicseg.cli.inspect_cmd",
     "modicseg.cli.convert_cmd",
     "modicseg.cli.synth_cmd",
+    "modicseg.cli.train_cmd",
+    "modicseg.cli.finetune_cmd",
+    "modicseg.cli.segment_cmd",
+    "modicseg.cli.analyze_cmd",
     "modicseg.cli.demo_cmd",
 ]
 
