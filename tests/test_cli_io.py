@@ -92,3 +92,14 @@ def test_bad_input_exits_non_zero_without_output(case, tmp_path) -> None:
     assert "Traceback" not in result.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_inspect_accepts_nifti_inputs(study, tmp_path) -> None:
+    out = tmp_path / "nii"
+    assert modicseg("convert", str(study), "-o", str(out)).returncode == 0
+    for args in ([str(out)], ["--t1", str(out / "study_T1w.nii.gz"), "--t2", str(out / "study_T2w.nii.gz")]):
+        result = modicseg("inspect", *args, "--json")
+        assert result.returncode == 0, result.stderr
+        rows = {row["role"]: row for row in json.loads(result.stdout)}
+        assert rows["t2"]["plane"] == "sagittal" and rows["t2"]["shape"] == [64, 80, 11]
+        assert rows["t1"]["series_number"] == 3

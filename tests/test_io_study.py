@@ -353,3 +353,20 @@ def test_no_identifier_in_converted_outputs(tmp_path, study_dir) -> None:
         assert "CANARY" not in path.name
     sidecar = json.loads((out / "study_T1w.json").read_text())
     assert sidecar["series_number"] == 3 and sidecar["weighting"] == "T1"
+
+
+def test_dicomdir_study_layout_is_read(tmp_path, study_dir) -> None:
+    from pydicom.fileset import FileSet
+
+    root, info = study_dir
+    fileset = FileSet()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.txt"):
+        fileset.add(str(path))
+    media = tmp_path / "media"
+    fileset.write(str(media))
+    assert (media / "DICOMDIR").is_file()
+    scan = scan_study(media)
+    assert scan.folder.skipped["DICOMDIR files"] == 1
+    study = open_study(StudyRequest(path=media))
+    np.testing.assert_allclose(study.t2.affine, info["t2_affine"], atol=1e-4)
+    assert study.t1.provenance.series_number == 3

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo study written to {study}")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        inspect_cmd.run(argparse.Namespace(study=str(study), t1_series=None, t2_series=None, json=False))
+        inspect_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
+                                           resample_irregular=False, json=False))
     (out / "inspect.txt").write_text(buffer.getvalue())
     print(buffer.getvalue())
     convert_args = argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from modicseg.cli.common import add_study_arguments, study_request
 from modicseg.io.dicom_series import scan_study
 from modicseg.io.errors import InputError
 from modicseg.io.stacks import Stack
-from modicseg.io.study import assign_roles
+from modicseg.io.study import assign_roles, nifti_inputs, open_study
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("inspect", help="list the image stacks of a DICOM study",
+    parser = subparsers.add_parser("inspect", help="list the image stacks of a study",
                                    description=__doc__)
-    parser.add_argument("study", metavar="STUDY", help="DICOM folder (any layout, DICOMDIR or not)")
-    parser.add_argument("--t1-series", metavar="N|UID", help="use this series as T1")
-    parser.add_argument("--t2-series", metavar="N|UID", help="use this series as T2")
+    add_study_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON list of stacks")
     parser.set_defaults(func=run)
 
@@ -57,7 +56,35 @@ def format_table(stacks: list[Stack]) -> str:
     return "\n".join(lines)
 
 
+def _nifti_rows(args: argparse.Namespace) -> list[dict] | None:
+    """Stack summaries for NIfTI inputs, or None when the study is DICOM."""
+    request = study_request(args)
+    if nifti_inputs(request) is None:
+        return None
+    study = open_study(request, require=())
+    rows = []
+    for role, image in study.roles().items():
+        p = image.provenance
+        rows.append({"series_number": p.series_number, "series_instance_uid": p.series_instance_uid,
+                     "stack": role.upper(), "series_description": p.series_description, "plane": p.plane,
+                     "weighting": p.weighting, "weighting_reason": p.weighting_reason,
+                     "n_slices": image.shape[2], "shape": list(image.shape),
+                     "voxel_size_mm": [round(float(v), 4) for v in image.spacing],
+                     "orientation": "".join(image.axcodes), "usable": True, "refusal": None, "role": role})
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
+    nifti_rows = _nifti_rows(args)
+    if nifti_rows is not None:
+        if args.json:
+            print(json.dumps(nifti_rows, indent=2))
+        else:
+            for row in nifti_rows:
+                voxel = "x".join(f"{v:.2f}" for v in row["voxel_size_mm"])
+                print(f"{row['role'].upper()}: {row['series_description']}  {row['plane']}  shape "
+                      f"{'x'.join(map(str, row['shape']))}  voxel {voxel} mm  orientation {row['orientation']}")
+        return 0
     scan = scan_study(args.study)
     if not scan.stacks:
         raise InputError(f"{args.study}: no image stacks")

@@ -48,24 +48,48 @@ def load_nifti_image(path: str | Path, weighting: str | None = None) -> ScalarIm
         raise InputError(f"{path}: neither sform nor qform is set; the orientation is unknown")
     sidecar = _sidecar(path)
     plane = _nifti_plane(nii.affine)
-    provenance = Provenance(
-        series_instance_uid=sidecar.get("SeriesInstanceUID"),
-        series_number=sidecar.get("SeriesNumber"),
-        series_description=sidecar.get("SeriesDescription") or sidecar.get("series_description") or path.name,
-        plane=plane,
-        weighting=weighting,
-        weighting_reason="named by the user or the file name" if weighting else None,
-        source_format="nifti",
-        acquisition={k: v for k, v in sidecar.items() if k in {
-            "RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "MagneticFieldStrength",
-            "Manufacturer", "ManufacturersModelName", "SliceThickness", "SpacingBetweenSlices",
-            "repetition_time_ms", "echo_time_ms", "inversion_time_ms", "slice_thickness_mm"}},
-    )
+    provenance = provenance_from_sidecar(sidecar, path.name, plane, weighting)
     try:
         image = from_nibabel(nii, kind=ScalarImage, provenance=provenance)
     except (OSError, EOFError, ValueError) as exc:
         raise InputError(f"{path}: cannot read voxel data ({type(exc).__name__}: {exc})") from None
     return image  # type: ignore[return-value]
+
+
+def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str | None) -> Provenance:
+    """Provenance from a modicseg sidecar (snake_case keys) or a dcm2niix/BIDS sidecar (seconds)."""
+    if "acquisition" in sidecar or "series_instance_uid" in sidecar:  # written by modicseg
+        acquisition = dict(sidecar.get("acquisition") or {})
+        return Provenance(
+            series_instance_uid=sidecar.get("series_instance_uid"),
+            series_number=sidecar.get("series_number"),
+            series_description=sidecar.get("series_description") or name,
+            frame_of_reference_uid=sidecar.get("frame_of_reference_uid"),
+            plane=sidecar.get("plane") or plane,
+            weighting=weighting or sidecar.get("weighting"),
+            weighting_reason=sidecar.get("weighting_reason") if not weighting else "named by the user or file name",
+            source_format="nifti",
+            acquisition=acquisition,
+        )
+    seconds_to_ms = {"RepetitionTime": "repetition_time_ms", "EchoTime": "echo_time_ms",
+                     "InversionTime": "inversion_time_ms"}
+    acquisition = {new: float(sidecar[old]) * 1000.0 for old, new in seconds_to_ms.items() if old in sidecar}
+    for old, new in (("FlipAngle", "flip_angle_deg"), ("MagneticFieldStrength", "magnetic_field_strength_t"),
+                     ("Manufacturer", "manufacturer"), ("ManufacturersModelName", "model"),
+                     ("SliceThickness", "slice_thickness_mm"), ("SpacingBetweenSlices", "spacing_between_slices_mm")):
+        if old in sidecar:
+            acquisition[new] = sidecar[old]
+    return Provenance(
+        series_instance_uid=sidecar.get("SeriesInstanceUID"),
+        series_number=sidecar.get("SeriesNumber"),
+        series_description=sidecar.get("SeriesDescription") or name,
+        frame_of_reference_uid=sidecar.get("FrameOfReferenceUID"),
+        plane=plane,
+        weighting=weighting,
+        weighting_reason="named by the user or file name" if weighting else None,
+        source_format="nifti",
+        acquisition=acquisition,
+    )
 
 
 def _nifti_plane(affine: np.ndarray) -> str:

@@ -120,29 +120,38 @@ def missing_role_error(scan: StudyScan, role: str) -> SelectionError:
         f"(choose one with --{role}-series N); stacks found:\n{_describe(scan.stacks)}")
 
 
-def open_study(request: StudyRequest, require: tuple[str, ...] = ("t1", "t2")) -> Study:
-    """Load the T1 and T2 a request names; error when a required role is missing."""
-    nifti_files = {"t1": request.t1, "t2": request.t2}
+def nifti_inputs(request: StudyRequest) -> dict[str, Path | None] | None:
+    """The NIfTI files a request names (--t1/--t2 or a BIDS-like folder), or None for DICOM."""
+    files = {"t1": request.t1, "t2": request.t2}
     path = request.path
     if path is not None and not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path is not None and path.is_file() and is_nifti(path):
         raise InputError(f"{path}: a single NIfTI file; pass it as --t1 FILE or --t2 FILE")
-    if path is not None and path.is_dir() and not any(nifti_files.values()) and folder_has_nifti(path) \
-            and not _has_dicom_magic(path):
-        nifti_files["t1"], nifti_files["t2"] = find_bids_pair(path)
-        if not any(nifti_files.values()):
+    if any(files.values()):
+        return files
+    if path is not None and path.is_dir() and folder_has_nifti(path) and not _has_dicom_magic(path):
+        files["t1"], files["t2"] = find_bids_pair(path)
+        if not any(files.values()):
             raise InputError(f"{path}: NIfTI files found but none named *_T1w.nii[.gz] or *_T2w.nii[.gz]")
-    if any(nifti_files.values()):
+        return files
+    if path is None:
+        raise InputError("no study given: pass a DICOM folder, a BIDS-like NIfTI folder, or --t1/--t2 files")
+    return None
+
+
+def open_study(request: StudyRequest, require: tuple[str, ...] = ("t1", "t2")) -> Study:
+    """Load the T1 and T2 a request names; error when a required role is missing."""
+    nifti_files = nifti_inputs(request)
+    if nifti_files is not None:
         images = {role: load_nifti_image(p, ROLE_WEIGHTING[role]) if p is not None else None
                   for role, p in nifti_files.items()}
         for role in require:
             if images[role] is None:
                 raise SelectionError(f"no {ROLE_WEIGHTING[role]} image given (--{role} FILE)")
         return Study(t1=images["t1"], t2=images["t2"], source="nifti")
-    if path is None:
-        raise InputError("no study given: pass a DICOM folder, a BIDS-like NIfTI folder, or --t1/--t2 files")
-    scan = scan_study(path)
+    assert request.path is not None
+    scan = scan_study(request.path)
     chosen = assign_roles(scan, request.t1_series, request.t2_series)
     for role in require:
         if chosen[role] is None:
