@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/modicseg demo -o demo-output
 
+# napari tests need a display with OpenGL: run under Xvfb when it is installed (see .ci/run)
+XVFB := $(shell command -v xvfb-run >/dev/null 2>&1 && echo "xvfb-run -a -s '-screen 0 1600x1200x24'")
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(XVFB) $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
