@@ -23,6 +23,10 @@ COMMAND_MODULES = [
     "modicseg.cli.finetune_cmd",
     "modicseg.cli.segment_cmd",
     "modicseg.cli.analyze_cmd",
+    "modicseg.cli.compare_cmd",
+    "modicseg.cli.batch_cmd",
+    "modicseg.cli.outcomes_cmd",
+    "modicseg.cli.review_cmd",
     "modicseg.cli.demo_cmd",
 ]
 
