@@ -1,0 +1,208 @@
+"""Analysis thresholds: dataclasses with documented defaults, loadable from YAML.
+
+``configs/analysis.yaml`` holds the same values as the defaults below; a user file may give any
+subset of the keys (unknown keys are refused so that a typo is not silently ignored).
+Physical thresholds are in mm / mm³ and converted per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modicseg.io.errors import InputError
+
+#: Modic types a band can name.
+MODIC_TYPES = ("1", "2", "3")
+
+
+@dataclass(frozen=True)
+class TypeBand:
+    """A rectangle in (T1 ratio, T2 ratio) space: lower bound inclusive, upper bound exclusive."""
+
+    t1: tuple[float, float]
+    t2: tuple[float, float]
+
+    def contains(self, r1: Any, r2: Any) -> Any:
+        """Boolean (array) of whether the ratios fall in this band."""
+        return (r1 >= self.t1[0]) & (r1 < self.t1[1]) & (r2 >= self.t2[0]) & (r2 < self.t2[1])
+
+
+def _default_bands() -> dict[str, TypeBand]:
+    # Relative to normal marrow of the same vertebra (ratio 1.0):
+    #   type 1 (oedema):     T1 low,  T2 high
+    #   type 2 (fat):        T1 high, T2 iso or high
+    #   type 3 (sclerosis):  T1 low,  T2 low
+    return {
+        "1": TypeBand(t1=(0.0, 0.80), t2=(1.20, math.inf)),
+        "2": TypeBand(t1=(1.20, math.inf), t2=(0.85, math.inf)),
+        "3": TypeBand(t1=(0.0, 0.80), t2=(0.0, 0.80)),
+    }
+
+
+@dataclass
+class VertebraConfig:
+    """Vertebral-body instances and level naming."""
+
+    min_volume_mm3: float = 1500.0  # body components smaller than this are noise
+    min_disc_volume_mm3: float = 100.0  # disc components smaller than this are not used to split
+    split_min_side_fraction: float = 0.15  # a disc splits a body when both sides hold this share
+    lowest_level: str = "S1"  # name of the lowest vertebra (override when the sacrum is not in view)
+
+
+@dataclass
+class LesionConfig:
+    """Lesion components."""
+
+    min_volume_mm3: float = 20.0  # smaller components are dropped
+
+
+@dataclass
+class TypingConfig:
+    """Reference marrow and per-voxel typing bands."""
+
+    reference_erosion_mm: float = 2.0  # reference voxels lie this far inside the body (cortex, edges)
+    reference_lesion_margin_mm: float = 3.0  # ... and this far from any lesion voxel
+    min_reference_voxels: int = 30  # fewer: relax the erosion, then use neighbouring vertebrae
+    bands: dict[str, TypeBand] = field(default_factory=_default_bands)
+    secondary_min_fraction: float = 0.15  # share of typed voxels a second type needs to be reported
+    rim_mm: float = 1.0  # lesion voxels this close to the body's surface (cortex, endplate) take the type
+    #                      of the nearest deeper lesion voxel (partial volume with disc and cortex)
+    min_core_fraction: float = 0.25  # ... unless fewer than this share of the lesion lies deeper
+
+
+@dataclass
+class GradingConfig:
+    """Udby extent grade: A below the first threshold, C above the second, B between (inclusive)."""
+
+    grade_a_below: float = 0.25
+    grade_c_above: float = 0.50
+
+
+@dataclass
+class EligibilityConfig:
+    """Trial rule (BackToBasic, NCT03704363)."""
+
+    min_height_fraction: float = 0.10
+    levels: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    required_type: str = "1"  # as primary or secondary type
+
+
+@dataclass
+class AnalysisConfig:
+    """Every threshold of ``modicseg analyze``."""
+
+    vertebrae: VertebraConfig = field(default_factory=VertebraConfig)
+    lesions: LesionConfig = field(default_factory=LesionConfig)
+    typing: TypingConfig = field(default_factory=TypingConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
+    eligibility: EligibilityConfig = field(default_factory=EligibilityConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-ready dictionary (infinite band bounds written as null)."""
+        data = dataclasses.asdict(self)
+        data["typing"]["bands"] = {name: {"t1": _bounds_out(b.t1), "t2": _bounds_out(b.t2)}
+                                   for name, b in self.typing.bands.items()}
+        data["eligibility"]["levels"] = list(self.eligibility.levels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, source: str = "configuration") -> AnalysisConfig:
+        """Defaults overridden by ``data`` (nested like ``to_dict``); unknown keys are errors."""
+        config = cls()
+        data = dict(data or {})
+        data.pop("schema", None)
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        for name, values in data.items():
+            if name not in sections:
+                raise InputError(f"{source}: unknown section '{name}' (known: {', '.join(sections)})")
+            if not isinstance(values, dict):
+                raise InputError(f"{source}: section '{name}' must be a mapping")
+            section = getattr(config, name)
+            known = {f.name for f in dataclasses.fields(section)}
+            for key, value in values.items():
+                if key not in known:
+                    raise InputError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(sorted(known))})")
+                setattr(section, key, _convert(name, key, value, getattr(section, key), source))
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "configuration") -> None:
+        """Raise InputError on values that cannot work."""
+        bands = self.typing.bands
+        if not bands or any(name not in MODIC_TYPES for name in bands):
+            raise InputError(f"{source}: typing.bands must name types among {MODIC_TYPES}")
+        for name, band in bands.items():
+            for which, (lo, hi) in (("t1", band.t1), ("t2", band.t2)):
+                if not lo < hi:
+                    raise InputError(f"{source}: typing.bands.{name}.{which}: lower bound must be below upper")
+        if not 0 < self.typing.secondary_min_fraction <= 0.5:
+            raise InputError(f"{source}: typing.secondary_min_fraction must be in (0, 0.5]")
+        if not 0 < self.grading.grade_a_below <= self.grading.grade_c_above:
+            raise InputError(f"{source}: grading thresholds must satisfy 0 < grade_a_below <= grade_c_above")
+        from modicseg.analysis.levels import parse_level
+
+        parse_level(self.vertebrae.lowest_level)
+        for level in self.eligibility.levels:
+            parse_level(level)
+        if self.eligibility.required_type not in MODIC_TYPES:
+            raise InputError(f"{source}: eligibility.required_type must be one of {MODIC_TYPES}")
+
+
+def _bounds_out(bounds: tuple[float, float]) -> list[float | None]:
+    return [None if math.isinf(v) else float(v) for v in bounds]
+
+
+def _bounds_in(value: Any, where: str, source: str) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise InputError(f"{source}: {where} must be [low, high] (null for open)")
+    lo = 0.0 if value[0] is None else float(value[0])
+    hi = math.inf if value[1] is None else float(value[1])
+    return lo, hi
+
+
+def _convert(section: str, key: str, value: Any, default: Any, source: str) -> Any:
+    where = f"{section}.{key}"
+    if key == "bands":
+        if not isinstance(value, dict):
+            raise InputError(f"{source}: {where} must map type names to {{t1: [lo, hi], t2: [lo, hi]}}")
+        bands = {}
+        for name, band in value.items():
+            if not isinstance(band, dict) or set(band) != {"t1", "t2"}:
+                raise InputError(f"{source}: {where}.{name} needs exactly t1 and t2")
+            bands[str(name)] = TypeBand(t1=_bounds_in(band["t1"], f"{where}.{name}.t1", source),
+                                        t2=_bounds_in(band["t2"], f"{where}.{name}.t2", source))
+        return bands
+    try:
+        if isinstance(default, tuple):
+            return tuple(str(v) for v in value)
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: {where}: cannot use {value!r}") from None
+
+
+def load_config(path: str | Path | None = None) -> AnalysisConfig:
+    """Defaults, overridden by a YAML file when given."""
+    if path is None:
+        return AnalysisConfig()
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read configuration ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{path}: a configuration is a mapping of sections")
+    return AnalysisConfig.from_dict(data, source=str(path))

@@ -1,0 +1,199 @@
+"""Lesions: connected components of the lesion label, split per vertebra, each given an endplate.
+
+A component is cut where it crosses from one vertebral body into another, so a change on both
+sides of a disc gives two lesions.  Lesion voxels outside every body instance join the nearest
+body.  Parts below the configured minimum volume are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from modicseg.analysis import geometry as geo
+from modicseg.analysis.config import LesionConfig
+from modicseg.analysis.vertebrae import LESION, VertebraSet
+
+#: Each line's endplate and deep-border positions are averaged with this many neighbouring lines
+#: on each side along u before the extremes are taken (the staircase of a voxelised surface would
+#: otherwise bias the maximum extent upwards by ~0.2 mm).
+SMOOTH_HALF_WIDTH = 1
+
+
+@dataclass
+class Lesion:
+    """One Modic change: where it is and its shape (typing and measures are added later)."""
+
+    id: int
+    vertebra: int  # label of its vertebra in the instance map
+    endplate: str  # "superior" or "inferior"
+    ijk: np.ndarray = field(repr=False)  # (N, 3) voxel indices
+    volume_mm3: float = 0.0
+    centre_ras: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    axial_range_mm: tuple[float, float] = (0.0, 0.0)  # along the vertebra's axis from its centre, voxel edges
+    ap_range_mm: tuple[float, float] = (0.0, 0.0)  # along its AP axis from its centre, voxel edges
+    craniocaudal_extent_mm: float = 0.0  # span along the vertebra's axis, endplate included (sub-voxel)
+
+
+@dataclass
+class LesionSet:
+    """Lesions ordered by vertebra (superior first), superior endplate first, then by volume."""
+
+    lesions: list[Lesion]
+    lesion_map: np.ndarray  # 0 = none, i = lesion id i
+    warnings: list[str] = field(default_factory=list)
+
+
+def _nearest_instance(instances: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """For every voxel, the instance label of the nearest body voxel."""
+    _, nearest = ndimage.distance_transform_edt(instances == 0, sampling=spacing, return_indices=True)
+    return instances[tuple(nearest)]
+
+
+def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, config: LesionConfig) -> LesionSet:
+    """Lesion parts, each on one vertebra and one endplate."""
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = geo.spacing_of(affine)
+    voxel_volume = abs(np.linalg.det(affine[:3, :3]))
+    mask = labels == LESION
+    warnings: list[str] = []
+    empty = LesionSet([], np.zeros(labels.shape, dtype=np.int32), warnings)
+    if not mask.any():
+        return empty
+    if not vset.vertebrae:
+        warnings.append("lesion voxels found but no vertebral body: lesions cannot be placed or measured")
+        return empty
+    owner = vset.instances
+    if (mask & (owner == 0)).any():
+        owner = np.where(mask & (owner == 0), _nearest_instance(vset.instances, spacing), owner)
+    comp, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    parts: list[tuple[int, np.ndarray]] = []
+    dropped = 0
+    for index, sl in enumerate(ndimage.find_objects(comp), start=1):
+        if sl is None:
+            continue
+        ijk = np.argwhere(comp[sl] == index) + [s.start for s in sl]
+        owners = owner[tuple(ijk.T)]
+        for vertebra in np.unique(owners):
+            part = ijk[owners == vertebra]
+            if len(part) * voxel_volume < config.min_volume_mm3:
+                dropped += 1
+                continue
+            parts.append((int(vertebra), part))
+    if dropped:
+        warnings.append(f"{dropped} lesion component(s) under {config.min_volume_mm3:g} mm³ dropped")
+    lesions = [_describe(vset, vertebra, part, affine) for vertebra, part in parts]
+    for lesion in lesions:
+        lesion.craniocaudal_extent_mm = craniocaudal_extent(lesion, vset, affine)
+    lesions.sort(key=lambda les: (les.vertebra, les.endplate != "superior", -les.volume_mm3))
+    lesion_map = np.zeros(labels.shape, dtype=np.int32)
+    for number, lesion in enumerate(lesions, start=1):
+        lesion.id = number
+        lesion_map[tuple(lesion.ijk.T)] = number
+    return LesionSet(lesions, lesion_map, warnings)
+
+
+def _describe(vset: VertebraSet, label: int, ijk: np.ndarray, affine: np.ndarray) -> Lesion:
+    vertebra = vset.by_label(label)
+    points = geo.world_points(affine, ijk)
+    rel = points - vertebra.centre_ras
+    t = rel @ vertebra.axis_ras
+    u = rel @ vertebra.ap_axis_ras
+    half_t = geo.half_extent_along(affine, vertebra.axis_ras)
+    half_u = geo.half_extent_along(affine, vertebra.ap_axis_ras)
+    axial = (float(t.min() - half_t), float(t.max() + half_t))
+    gap_superior = vertebra.superior_mm - axial[1]
+    gap_inferior = axial[0] - vertebra.inferior_mm
+    endplate = "superior" if gap_superior < gap_inferior or (
+        gap_superior == gap_inferior and t.mean() >= 0) else "inferior"
+    voxel_volume = abs(np.linalg.det(affine[:3, :3]))
+    return Lesion(id=0, vertebra=label, endplate=endplate, ijk=ijk, volume_mm3=float(len(ijk) * voxel_volume),
+                  centre_ras=points.mean(axis=0), axial_range_mm=axial,
+                  ap_range_mm=(float(u.min() - half_u), float(u.max() + half_u)))
+
+
+def craniocaudal_extent(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) -> float:
+    """Maximum cranio-caudal extent of a lesion along its vertebra's axis, from its endplate (mm).
+
+    Lines parallel to the axis are cast through the lesion's footprint; on each, the endplate is
+    where the body mask ends and the lesion's deep border where the lesion mask ends (both masks
+    interpolated linearly, crossings at 0.5, so sub-voxel), each averaged with its neighbours
+    along u.  The extent runs from the outermost endplate point to the deepest border point over
+    all lines: with a concave endplate it is larger than the deepest single column.
+    """
+    vertebra = vset.by_label(lesion.vertebra)
+    spacing = geo.spacing_of(affine)
+    body = vset.instances == lesion.vertebra
+    both = body.copy()
+    both[tuple(lesion.ijk.T)] = True
+    box = geo.bounding_box(both, pad=2)
+    sub_affine = geo.box_affine(affine, box)
+    lesion_mask = np.zeros(body[box].shape, dtype=np.float32)
+    offset = np.array([s.start for s in box])
+    lesion_mask[tuple((lesion.ijk - offset).T)] = 1.0
+    body_values = body[box].astype(np.float32)
+    axis, ap = vertebra.axis_ras, vertebra.ap_axis_ras
+    lr = np.cross(axis, ap)
+    rel = geo.world_points(affine, lesion.ijk) - vertebra.centre_ras
+    u, v = rel @ ap, rel @ lr
+    # lines through the footprint: the lesion voxels' (u, v) on a grid of the finest voxel size,
+    # widened by one cell along u so that the footprint's edge is sampled too
+    fine = float(spacing.min())
+    cells = np.unique(np.round(np.stack([u, v], axis=1) / fine).astype(np.int64), axis=0)
+    cells = np.unique(np.concatenate([cells + np.array([du, 0]) for du in (-1, 0, 1)]), axis=0)
+    uu, vv = cells[:, 0] * fine, cells[:, 1] * fine
+    step_mm = fine / 4
+    t = rel @ axis
+    if lesion.endplate == "superior":
+        s = np.arange(t.min() - 3.0, max(t.max(), vertebra.superior_mm) + 6.0, step_mm)
+    else:
+        s = np.arange(min(t.min(), vertebra.inferior_mm) - 6.0, t.max() + 3.0, step_mm)
+    points = (vertebra.centre_ras[None, None, :] + uu[:, None, None] * ap + vv[:, None, None] * lr
+              + s[None, :, None] * axis)
+    ijk = geo.voxel_points(sub_affine, points.reshape(-1, 3)).T
+    les = ndimage.map_coordinates(lesion_mask, ijk, order=1, mode="constant").reshape(len(uu), len(s))
+    bod = ndimage.map_coordinates(body_values, ijk, order=1, mode="constant").reshape(len(uu), len(s))
+    hit = (les >= 0.5).any(axis=1)
+    if not hit.any():
+        return float(lesion.axial_range_mm[1] - lesion.axial_range_mm[0])
+    les, bod, cells = les[hit], bod[hit], cells[hit]
+    if lesion.endplate == "inferior":  # flip so that the endplate is at the high end
+        les, bod, s = les[:, ::-1], bod[:, ::-1], -s[::-1]
+    ends, deeps = [], []
+    for lrow, brow in zip(les, bod, strict=True):
+        inside = np.flatnonzero(lrow >= 0.5)
+        first = inside[0]
+        deep = _crossing(s, lrow, first - 1, first)
+        if brow[first] >= 0.5:  # the endplate: where the body run holding the deep border ends
+            outside = np.flatnonzero(brow[first:] < 0.5)
+            top = first + (outside[0] if outside.size else len(s) - 1 - first)
+            endplate = _crossing(s, brow, top - 1, top)
+        else:  # lesion outside the body: its own upper border
+            endplate = _crossing(s, lrow, inside[-1], inside[-1] + 1)
+        ends.append(endplate)
+        deeps.append(deep)
+    ends_arr, deeps_arr = _smooth_along_u(cells, np.array(ends)), _smooth_along_u(cells, np.array(deeps))
+    return float(ends_arr.max() - deeps_arr.min())
+
+
+def _smooth_along_u(cells: np.ndarray, values: np.ndarray, half_width: int = SMOOTH_HALF_WIDTH) -> np.ndarray:
+    """Each line's value averaged with its neighbours along u in the same v row (staircase noise)."""
+    if half_width <= 0:
+        return values
+    out = np.empty_like(values)
+    lookup = {(int(a), int(b)): i for i, (a, b) in enumerate(cells)}
+    for i, (a, b) in enumerate(cells):
+        window = [lookup[(int(a) + d, int(b))] for d in range(-half_width, half_width + 1)
+                  if (int(a) + d, int(b)) in lookup]
+        out[i] = values[window].mean()
+    return out
+
+
+def _crossing(s: np.ndarray, values: np.ndarray, a: int, b: int, level: float = 0.5) -> float:
+    a, b = max(a, 0), min(b, len(s) - 1)
+    va, vb = values[a], values[b]
+    if va == vb:
+        return float(s[b])
+    return float(s[a] + (level - va) / (vb - va) * (s[b] - s[a]))

@@ -1,0 +1,65 @@
+"""``modicseg analyze STUDY -o OUT``: levels, Modic lesions, types, measures, grades and trial eligibility.
+
+Writes OUT/report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, labels_seg.dcm
+(DICOM input) and qc.png, all or nothing.  ``--labels FILE`` analyses a given label map
+(0 background, 1 vertebral body, 2 disc, 3 lesion) instead of running the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modicseg.cli.common import add_study_arguments, study_request
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("analyze", help="find, type and measure Modic changes; trial eligibility",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_arguments(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output folder")
+    parser.add_argument("--labels", type=Path, metavar="FILE",
+                        help="label map (NIfTI: 0 background, 1 body, 2 disc, 3 lesion) to analyse instead "
+                             "of segmenting")
+    parser.add_argument("--model", "--checkpoint", dest="model", type=Path, metavar="DIR",
+                        help="segmentation model checkpoint folder (default: the shipped model)")
+    parser.add_argument("--device", default="auto", help="network device: auto, cpu or cuda (default auto)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="analysis thresholds (YAML, see configs/analysis.yaml)")
+    parser.add_argument("--lowest-level", metavar="LEVEL",
+                        help="name of the lowest vertebra in view when it is not S1 (e.g. L5)")
+    parser.add_argument("--register", choices=["auto", "always", "never"], default="auto",
+                        help="T1-to-T2 rigid registration (default: only for different frames of reference)")
+    parser.add_argument("--no-qc", action="store_true", help="do not draw qc.png")
+    parser.add_argument("--no-seg", action="store_true", help="do not write the DICOM SEG")
+    parser.set_defaults(func=run)
+
+
+def summary(report) -> str:
+    """A few lines for the terminal."""
+    lines = ["vertebrae: " + "  ".join(f"{v.level or '?'} {v.height_mm:.1f} mm" for v in report.vertebrae)]
+    if not report.lesions:
+        lines.append("no Modic change found")
+    for les in report.lesions:
+        lines.append(f"  lesion {les.id}: {les.level or '?'} {les.endplate:<8} type {les.type:<12} "
+                     f"{les.volume_mm3:8.0f} mm³  height {100 * les.height_fraction:4.0f} %  grade {les.extent_grade}")
+    verdict = {True: "ELIGIBLE", False: "not eligible", None: "undecided"}[report.eligibility.eligible]
+    lines.append(f"eligibility: {verdict}")
+    lines += [f"  - {reason}" for reason in report.eligibility.reasons]
+    lines += [f"warning: {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modicseg.analysis.pipeline import analyze
+    from modicseg.report.writers import write_report
+
+    report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,
+                     model=args.model, register=args.register, device=args.device)
+    write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg)
+    print(summary(report))
+    if not report.dicom_seg.get("written"):
+        print(f"DICOM SEG not written: {report.dicom_seg.get('reason')}")
+    print(f"wrote {args.output}/ (report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz"
+          f"{', labels_seg.dcm' if report.dicom_seg.get('written') else ''}{'' if args.no_qc else ', qc.png'})")
+    return 0

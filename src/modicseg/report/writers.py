@@ -1,0 +1,104 @@
+"""Write a report's files into a folder, all or nothing.
+
+report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz (on the reference grid),
+labels_seg.dcm (when the reference series came from DICOM) and qc.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modicseg.core.convert import save_nifti
+from modicseg.io.atomic import atomic_output_dir
+
+if TYPE_CHECKING:
+    from modicseg.analysis.result import Report
+
+log = logging.getLogger(__name__)
+
+LESION_COLUMNS = ["id", "level", "endplate", "type", "primary_type", "secondary_type", "fraction_type1",
+                  "fraction_type2", "fraction_type3", "unclassified_fraction", "volume_mm3",
+                  "fraction_of_vertebral_volume", "craniocaudal_extent_mm", "height_fraction", "ap_depth_mm",
+                  "ap_depth_fraction", "extent_grade", "qualifies_for_trial", "vertebra", "voxels"]
+VERTEBRA_COLUMNS = ["label", "level", "height_mm", "volume_mm3", "ap_depth_mm", "truncated", "axis_method",
+                    "reference_t1", "reference_t2", "reference_voxels", "reference_method", "lesions"]
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if value != value else round(value, 4)
+    return value
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """A CSV file with a header row; None becomes an empty cell."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _csv_value(row.get(c)) for c in columns})
+
+
+def lesion_rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for lesion in report.lesions:
+        row = dict(vars(lesion))
+        for name in ("1", "2", "3"):
+            row[f"fraction_type{name}"] = lesion.type_fractions.get(name, 0.0)
+        row["qualifies_for_trial"] = lesion.id in report.eligibility.qualifying_lesions
+        rows.append(row)
+    return rows
+
+
+def vertebra_rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for vertebra in report.vertebrae:
+        row = dict(vars(vertebra))
+        row["lesions"] = sum(1 for les in report.lesions if les.vertebra == vertebra.label)
+        rows.append(row)
+    return rows
+
+
+def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool = True) -> list[Path]:
+    """Write every output file of ``report`` into ``folder`` (nothing is left there on failure)."""
+    from modicseg.report.dicom_seg import seg_unavailable_reason, write_dicom_seg
+
+    names = []
+    with atomic_output_dir(folder) as tmp:
+        save_nifti(report.labels, str(tmp / "labels.nii.gz"))
+        save_nifti(report.types, str(tmp / "types.nii.gz"))
+        names += ["labels.nii.gz", "types.nii.gz"]
+        write_csv(tmp / "lesions.csv", LESION_COLUMNS, lesion_rows(report))
+        write_csv(tmp / "vertebrae.csv", VERTEBRA_COLUMNS, vertebra_rows(report))
+        names += ["lesions.csv", "vertebrae.csv"]
+        if dicom_seg:
+            reason = seg_unavailable_reason(report.labels, report.reference_stack)
+            if reason is None:
+                try:
+                    write_dicom_seg(report.labels, report.reference_stack, tmp / "labels_seg.dcm")
+                    report.dicom_seg = {"written": True, "reason": None}
+                    names.append("labels_seg.dcm")
+                except Exception as exc:  # a SEG failure must not cost the user the whole report
+                    message = f"DICOM SEG could not be written ({type(exc).__name__}: {exc})"
+                    warnings.warn(message, stacklevel=2)
+                    report.dicom_seg = {"written": False, "reason": message}
+            else:
+                report.dicom_seg = {"written": False, "reason": reason}
+        else:
+            report.dicom_seg = {"written": False, "reason": "not requested"}
+        if qc:
+            from modicseg.report.qc import render_qc
+
+            render_qc(report, tmp / "qc.png")
+            names.append("qc.png")
+        data = report.to_dict()
+        (tmp / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        names.append("report.json")
+    return [folder / name for name in names]

@@ -1,0 +1,267 @@
+"""Analysis of label maps: vertebrae, levels, lesions, typing, measures, eligibility (no network)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from modicseg.analysis.config import AnalysisConfig, EligibilityConfig, GradingConfig, TypingConfig, load_config
+from modicseg.analysis.eligibility import assess
+from modicseg.analysis.levels import name_levels, parse_level
+from modicseg.analysis.measures import extent_grade
+from modicseg.analysis.modic_typing import UNCLASSIFIED_CODE, lesion_type
+from modicseg.analysis.pipeline import analyze_images
+from modicseg.analysis.vertebrae import find_vertebrae
+from modicseg.core.image import LabelImage
+from modicseg.io.errors import InputError
+from tests.conftest import REAL_SPINE, REPO
+from tests.test_analysis_phantoms import DEFAULT_LESIONS, LEVELS, PhantomLesion, make_phantom
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(DEFAULT_LESIONS)
+
+
+@pytest.fixture(scope="module")
+def phantom_report(phantom):
+    return analyze_images(phantom.labels, phantom.t1, phantom.t2)
+
+
+# --- levels, config, small rules ----------------------------------------------------------------
+
+def test_level_names_anchor_at_lowest_and_count_up() -> None:
+    assert name_levels(7) == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert name_levels(3, "L5") == ["L3", "L4", "L5"]
+    assert name_levels(2, "Th12") == ["T11", "T12"]
+    assert parse_level("th12") == "T12" and parse_level(" l5 ") == "L5"
+    with pytest.raises(InputError):
+        parse_level("L7")
+
+
+def test_config_file_matches_defaults() -> None:
+    data = yaml.safe_load((REPO / "configs" / "analysis.yaml").read_text())
+    assert AnalysisConfig.from_dict(data).to_dict() == AnalysisConfig().to_dict()
+    assert load_config(REPO / "configs" / "analysis.yaml") == load_config(None)
+
+
+def test_config_refuses_unknown_keys_and_bad_values(tmp_path) -> None:
+    with pytest.raises(InputError, match=r"unknown key 'lesions\.min_volume'"):
+        AnalysisConfig.from_dict({"lesions": {"min_volume": 3}})
+    with pytest.raises(InputError, match="lower bound"):
+        AnalysisConfig.from_dict({"typing": {"bands": {"1": {"t1": [0.9, 0.8], "t2": [1.2, None]}}}})
+    path = tmp_path / "a.yaml"
+    path.write_text("eligibility:\n  min_height_fraction: 0.2\n  levels: [L1, L5]\n")
+    cfg = load_config(path)
+    assert cfg.eligibility.min_height_fraction == 0.2 and cfg.eligibility.levels == ("L1", "L5")
+    assert cfg.typing.secondary_min_fraction == AnalysisConfig().typing.secondary_min_fraction
+
+
+def test_udby_grade_boundaries() -> None:
+    cfg = GradingConfig()
+    assert [extent_grade(f, cfg) for f in (0.0, 0.249, 0.25, 0.5, 0.501, 1.0)] == ["A", "A", "B", "B", "C", "C"]
+
+
+def test_lesion_type_primary_secondary_and_forbidden_mixes() -> None:
+    cfg = TypingConfig()
+    codes = np.array([1] * 70 + [2] * 25 + [3] * 5 + [UNCLASSIFIED_CODE] * 10)
+    t = lesion_type(codes, cfg)
+    assert (t.type, t.primary_type, t.secondary_type) == ("1/2", "1", "2")
+    assert t.type_fractions["1"] == pytest.approx(0.7) and t.unclassified_fraction == pytest.approx(10 / 110)
+    assert lesion_type(np.array([2] * 60 + [1] * 40), cfg).type == "2/1"
+    assert lesion_type(np.array([1] * 88 + [2] * 12), cfg).type == "1"  # below the secondary share
+    assert lesion_type(np.array([1] * 60 + [3] * 40), cfg).type == "1"  # 1/3 is not a Modic mix
+    assert lesion_type(np.array([3] * 60 + [2] * 40), cfg).type == "3/2"
+    assert lesion_type(np.array([UNCLASSIFIED_CODE] * 5), cfg).type == "unclassified"
+
+
+def _lesion(id_, level, type_, height, endplate="inferior"):
+    parts = type_.split("/")
+    return SimpleNamespace(id=id_, level=level, endplate=endplate, type=type_, primary_type=parts[0],
+                           secondary_type=parts[1] if len(parts) > 1 else None, height_fraction=height)
+
+
+def test_eligibility_rules_and_reasons() -> None:
+    cfg = EligibilityConfig()
+    yes = assess([_lesion(1, "L4", "2/1", 0.10)], cfg)
+    assert yes.eligible is True and yes.qualifying_lesions == [1] and "secondary type 1" in yes.reasons[0]
+    small = assess([_lesion(1, "L4", "1", 0.099)], cfg)
+    assert small.eligible is False and "height 10 % < 10 %" in small.reasons[0]
+    high = assess([_lesion(1, "T11", "1", 0.5)], cfg)
+    assert high.eligible is False and "outside T12–S1" in high.reasons[0]
+    wrong_type = assess([_lesion(1, "L5", "2/3", 0.5)], cfg)
+    assert wrong_type.eligible is False and "no type-1 component" in wrong_type.reasons[0]
+    assert assess([], cfg).eligible is False
+    untyped = SimpleNamespace(id=1, level="L5", endplate="superior", type="unclassified", primary_type=None,
+                              secondary_type=None, height_fraction=0.4)
+    undecided = assess([untyped], cfg, typing_possible=False, typing_note="only T2 available")
+    assert undecided.eligible is None and "only T2 available" in undecided.reasons[0]
+
+
+# --- phantom with exact geometry ---------------------------------------------------------------
+
+def test_phantom_vertebrae_levels_heights_axes(phantom, phantom_report) -> None:
+    report = phantom_report
+    assert [v.level for v in report.vertebrae] == list(LEVELS)
+    for v in report.vertebrae:
+        assert abs(v.height_mm - phantom.heights[v.level]) < 1.0, v
+        angle = np.degrees(np.arccos(np.clip(np.dot(v.axis_ras, phantom.axes[v.level]), -1, 1)))
+        assert angle < 3.0, (v.level, angle)
+        assert v.axis_method == "endplates"
+    assert not report.warnings
+
+
+def test_phantom_lesions_placed_typed_and_measured(phantom, phantom_report) -> None:
+    report = phantom_report
+    assert len(report.lesions) == len(DEFAULT_LESIONS)
+    expected_types = {("L4", "inferior"): "1", ("L5", "superior"): "1/2", ("L2", "superior"): "2",
+                      ("S1", "superior"): "3/2"}
+    for truth in DEFAULT_LESIONS:
+        [found] = report.lesion(truth.level, truth.endplate)
+        assert found.type == expected_types[(truth.level, truth.endplate)]
+        fraction = truth.depth_mm / phantom.heights[truth.level]
+        assert abs(found.height_fraction - fraction) <= 0.03, (truth, found.height_fraction)
+        volume = np.pi * truth.radius_ap_mm * truth.radius_lr_mm * truth.depth_mm
+        assert abs(found.volume_mm3 / volume - 1) <= 0.15, (truth, found.volume_mm3, volume)
+        assert 0 < found.fraction_of_vertebral_volume < 0.2
+    l5 = report.lesion("L5", "superior")[0]
+    assert l5.type_fractions["1"] == pytest.approx(0.6, abs=0.08)
+    assert report.eligibility.eligible is True
+    assert sorted(report.eligibility.qualifying_lesions) == sorted(
+        [report.lesion("L4", "inferior")[0].id, l5.id])
+    # the per-voxel type map covers exactly the lesions, with the phantom's types
+    lesion_voxels = report.labels.array == 3
+    assert ((report.types.array > 0) == lesion_voxels).all()
+    agree = (report.types.array[lesion_voxels] == phantom.types[lesion_voxels]).mean()
+    assert agree > 0.97
+
+
+def test_touching_bodies_are_split_at_the_disc() -> None:
+    ph = make_phantom([], touching=("L2", "L4"))
+    body = np.isin(ph.labels.array, (1, 3))
+    from scipy import ndimage
+
+    assert ndimage.label(body)[1] == len(LEVELS) - 2  # the bridges really join the bodies
+    vset = find_vertebrae(ph.labels.array, ph.labels.affine, AnalysisConfig().vertebrae)
+    assert len(vset.vertebrae) == len(LEVELS)
+    heights = [v.height_mm for v in vset.vertebrae]
+    assert max(abs(h - 26.0) for h in heights) < 1.5, heights
+    assert any("split" in w for w in vset.warnings)
+
+
+def test_lesion_across_a_disc_is_two_lesions_and_small_ones_are_dropped() -> None:
+    ph = make_phantom([PhantomLesion("L4", "inferior", 6.0), PhantomLesion("L5", "superior", 6.0),
+                       PhantomLesion("L2", "superior", 1.0, radius_ap_mm=2.0, radius_lr_mm=2.0)])
+    labels = ph.labels.array.copy()
+    # join the two lesions through the disc between L4 and L5 with a column of lesion voxels
+    vset = find_vertebrae(labels, ph.labels.affine, AnalysisConfig().vertebrae)
+    l4, l5 = vset.vertebrae[LEVELS.index("L4")], vset.vertebrae[LEVELS.index("L5")]
+    disc = np.argwhere(labels == 2)
+    rel = ph.labels.world_coordinates(disc) - l5.centre_ras
+    direction = (l4.centre_ras - l5.centre_ras) / np.linalg.norm(l4.centre_ras - l5.centre_ras)
+    along = rel @ direction
+    across = np.linalg.norm(rel - along[:, None] * direction, axis=1)
+    bridge = disc[(along > 0) & (along < np.linalg.norm(l4.centre_ras - l5.centre_ras)) & (across < 4)]
+    assert len(bridge) > 10
+    labels[tuple(bridge.T)] = 3
+    from scipy import ndimage
+
+    assert ndimage.label(labels == 3, structure=np.ones((3, 3, 3)))[1] == 2  # L4+L5 joined, and L2
+    image = LabelImage(labels, ph.labels.affine)
+    cfg = AnalysisConfig()
+    cfg.lesions.min_volume_mm3 = 30.0
+    report = analyze_images(image, ph.t1, ph.t2, config=cfg)
+    places = sorted((les.level, les.endplate) for les in report.lesions)
+    assert ("L4", "inferior") in places and ("L5", "superior") in places
+    assert all(level != "L2" for level, _ in places)
+    assert any("dropped" in w for w in report.warnings)
+    # dropped lesion voxels are body voxels in the written label map
+    assert (report.labels.array[ph.labels.array == 3] != 0).all()
+
+
+def test_single_contrast_reports_geometry_without_types(phantom) -> None:
+    report = analyze_images(phantom.labels, t1=None, t2=phantom.t2)
+    assert report.typing["possible"] is False and "T2" in report.typing["reason"]
+    assert report.lesions and all(les.type == "unclassified" and les.primary_type is None for les in report.lesions)
+    assert all(les.height_fraction > 0 for les in report.lesions)
+    assert report.eligibility.eligible is None
+    assert set(np.unique(report.types.array)) <= {0, UNCLASSIFIED_CODE}
+
+
+def test_lowest_level_override_and_missing_sacrum_warning() -> None:
+    ph = make_phantom([], levels=("L1", "L2", "L3", "L4", "L5"))
+    report = analyze_images(ph.labels, ph.t1, ph.t2, lowest_level="L5")
+    assert [v.level for v in report.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
+    # a field of view that cuts the lowest body: the name S1 is doubtful
+    last = report.vertebrae[-1]
+    j = int(ph.labels.voxel_coordinates(np.array([last.centre_ras]))[0][1])
+    crop = (slice(None), slice(0, j), slice(None))
+    images = [type(img)(img.array[crop], img.affine) for img in (ph.labels, ph.t1, ph.t2)]
+    cut = analyze_images(*images)
+    assert cut.vertebrae[-1].level == "S1"
+    assert any("lowest vertebra" in w for w in cut.warnings)
+
+
+# --- real anatomy --------------------------------------------------------------------------------
+
+REAL_CASES = ["vb1_06", "vb1_07", "vb1_15"]
+
+
+@functools.cache
+def _real_case(case: str):
+    from modicseg.core.convert import load_nifti
+
+    folder = REAL_SPINE / case
+    if not (folder / "vertebrae.nii.gz").is_file():
+        pytest.skip(f"{folder} missing")
+    info = json.loads((folder / "case.json").read_text())
+    source = load_nifti(folder / "vertebrae.nii.gz", LabelImage)
+    vset = find_vertebrae((source.array > 0).astype(np.uint8), source.affine, AnalysisConfig().vertebrae)
+    return info, source, vset
+
+
+@pytest.mark.parametrize("case", REAL_CASES)
+def test_real_spine_levels_and_heights(case, shared_dir) -> None:
+    info, source, vset = _real_case(case)
+    names = name_levels(len(vset.vertebrae), "S1")
+    assert names == info["levels_superior_to_inferior"]
+    for vertebra, name in zip(vset.vertebrae, names, strict=True):
+        values, counts = np.unique(source.array[vset.instances == vertebra.label], return_counts=True)
+        assert info["levels"][str(values[np.argmax(counts)])] == name
+        assert 14.0 < vertebra.height_mm < 32.0, (name, vertebra.height_mm)
+        assert abs(vertebra.axis_ras[2]) > 0.7  # cranio-caudal, not antero-posterior
+
+
+def test_real_spine_same_subject_heights_agree(shared_dir) -> None:
+    # same subject, same grid, two manual masks
+    heights = [[v.height_mm for v in _real_case(case)[2].vertebrae] for case in ("vb1_06", "vb1_07")]
+    assert np.median(np.abs(np.subtract(*heights))) < 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_garbage_label_maps_do_not_break_the_analysis(seed) -> None:
+    """Random blobby label maps (what an untrained or confused network gives): no crash, valid report."""
+    from scipy import ndimage
+
+    from modicseg.report.schema import validate_report
+    from tests.dicom_factory import sagittal_affine
+
+    rng = np.random.default_rng(seed)
+    shape = (60, 80, 9)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=(3, 3, 1))
+    labels = np.digitize(field, np.quantile(field, [0.4, 0.65, 0.85])).astype(np.uint8)
+    affine = sagittal_affine(shape, in_plane=0.9, step=4.0)
+    image = LabelImage(labels, affine)
+    from modicseg.core.image import ScalarImage
+
+    t1 = ScalarImage(rng.uniform(50, 500, shape).astype(np.float32), affine)
+    t2 = ScalarImage(rng.uniform(50, 500, shape).astype(np.float32), affine)
+    cfg = AnalysisConfig()
+    cfg.vertebrae.min_volume_mm3 = 50.0
+    report = analyze_images(image, t1, t2, config=cfg)
+    validate_report(report.to_dict())
