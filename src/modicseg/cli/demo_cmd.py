@@ -1,13 +1,22 @@
-"""``modicseg demo -o DIR``: write the built-in synthetic demo study and run the pipeline on it."""
+"""``modicseg demo -o DIR``: write the built-in synthetic demo study and run the pipeline on it.
+
+Steps: write a DICOM study (sagittal T1/T2, localizer, axial series; canary patient identifiers),
+``inspect`` it, ``convert`` the chosen T1/T2 to NIfTI, then ``analyze`` it twice: with the shipped
+network (the real job) and with the generator's exact label map (post-processing alone), and
+print both beside the generator's truth.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 from pathlib import Path
 
-from modicseg.cli import convert_cmd, inspect_cmd
+from modicseg.cli import analyze_cmd, convert_cmd, inspect_cmd
+from modicseg.io.errors import ModicsegError
+from modicseg.io.study import StudyRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,21 +27,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _truth_lines(truth: dict) -> list[str]:
+    lines = []
+    for lesion in truth.get("lesions", []):
+        lines.append(f"  truth: {lesion['level']} {lesion['endplate']:<8} type {lesion['type']:<5} "
+                     f"{lesion['volume_mm3']:8.0f} mm³  height {100 * lesion['height_fraction']:4.0f} %")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
+    from modicseg.analysis.pipeline import analyze
+    from modicseg.report.writers import write_report
     from modicseg.synth.demo import make_demo_study
 
     out: Path = args.output
     study = make_demo_study(out / "study", seed=args.seed)
-    print(f"demo study written to {study}")
+    print(f"demo study written to {study}\n")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         inspect_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
                                            resample_irregular=False, json=False))
     (out / "inspect.txt").write_text(buffer.getvalue())
     print(buffer.getvalue())
-    convert_args = argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
-                                      resample_irregular=False, output=out / "nifti", all=False,
-                                      t1_on_t2_grid=True)
-    convert_cmd.run(convert_args)
-    print(f"\ndone: see {out}/")
+    convert_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
+                                       resample_irregular=False, output=out / "nifti", all=False,
+                                       t1_on_t2_grid=True))
+    truth = json.loads((study.parent / "truth.json").read_text())
+    exact_labels = study.parent / "nifti" / "labels.nii.gz"
+    runs = [("network (shipped model)", out / "analysis", None),
+            ("exact label map from the generator (post-processing alone)", out / "analysis_exact_labels",
+             exact_labels)]
+    for title, folder, labels in runs:
+        print(f"\n== analyze with the {title} -> {folder}")
+        try:
+            report = analyze(StudyRequest(path=study), labels=labels)
+        except ModicsegError as exc:
+            print(f"skipped: {exc}")
+            continue
+        write_report(report, folder)
+        print(analyze_cmd.summary(report))
+    print("\n== generator truth (truth.json)")
+    print("\n".join(_truth_lines(truth)))
+    print(f"\ndone: see {out}/ (analysis/qc.png shows the network's result)")
     return 0
