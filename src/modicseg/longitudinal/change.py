@@ -1,0 +1,111 @@
+"""The comparison result: rows per lesion, the subject summary, registration, and its files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modicseg import __version__
+from modicseg.longitudinal.classify import COLUMNS
+from modicseg.longitudinal.registration import Registration
+from modicseg.longitudinal.timepoint import Timepoint
+
+SCHEMA_VERSION = "modicseg-change/1"
+CHANGE_JSON, CHANGE_CSV, QC_PNG = "change.json", "change.csv", "qc.png"
+
+
+@dataclass
+class ChangeReport:
+    """Everything ``modicseg compare`` reports."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    registration: Registration
+    baseline: Timepoint
+    followup: Timepoint
+    same_patient: bool | None
+    subject: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of change.json."""
+        return _clean({
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "modicseg", "version": __version__},
+            "subject": self.subject,
+            "identity": {"same_patient": self.same_patient,
+                         "method": "DICOM PatientID of both studies compared as keyed hashes in memory "
+                                   "(never stored); null when either study has no DICOM PatientID"},
+            "baseline": _timepoint_summary(self.baseline),
+            "followup": _timepoint_summary(self.followup),
+            "registration": self.registration.to_dict(),
+            "summary": self.summary,
+            "lesions": self.rows,
+            "definitions": {
+                "status": "same type | type change | regressed (no follow-up lesion) | new (no baseline lesion)",
+                "type1_volume": "lesion volume x share of its voxels typed 1",
+                "type1_to_type2": "baseline lesion with a type-1 component whose follow-up is primarily type 2 "
+                                  "(a 2/1 baseline counts only when no type 1 is left)",
+                "size_change": "volume change beyond +-20 %: grown / shrunk, else stable",
+            },
+            "warnings": self.warnings,
+        })
+
+    def write(self, folder: str | Path, figure: bool = True) -> list[Path]:
+        """Write change.json, change.csv and (optionally) qc.png into an existing folder."""
+        folder = Path(folder)
+        written = [folder / CHANGE_JSON, folder / CHANGE_CSV]
+        written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_rows_csv(written[1], self.rows, COLUMNS)
+        if figure:
+            from modicseg.longitudinal.qc import qc_figure
+
+            qc_figure(self, folder / QC_PNG)
+            written.append(folder / QC_PNG)
+        return written
+
+
+def _timepoint_summary(tp: Timepoint) -> dict[str, Any]:
+    prov = tp.report.get("provenance", {}) or {}
+    return {
+        "analysis": tp.source,
+        "lesions": len(tp.lesions),
+        "vertebrae": len(tp.vertebrae),
+        "levels": [v.get("level") for v in tp.vertebrae],
+        "analysis_version": prov.get("version"),
+        "segmentation": (prov.get("segmentation") or {}).get("source"),
+        "eligible": (tp.report.get("eligibility") or {}).get("eligible"),
+    }
+
+
+def write_rows_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> None:
+    """Rows as CSV with a fixed column order (floats rounded, None empty)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else round(value, 4)
+    return value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, 4)
+    return value
