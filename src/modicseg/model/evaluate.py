@@ -1,0 +1,45 @@
+"""Validation: segment annotated cases with a model and compute Dice per class."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modicseg.core.resample import resample_to
+from modicseg.model.cases import LabelledCase
+from modicseg.model.inference import Segmenter
+from modicseg.model.metrics import dice_per_class, summarize
+
+
+def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
+                   contrasts: Sequence[str] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
+
+    Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
+    reference grid and compared with its labels, for the classes it annotates. A prediction of a
+    class nested in an unannotated-for-this-case parent counts as the parent (lesion -> body).
+    """
+    labels = segmenter.config.labels
+    nested = segmenter.config.nested
+    rows, per_case = [], []
+    for case in cases:
+        t1 = case.t1 if contrasts is None or "T1" in contrasts else None
+        t2 = case.t2 if contrasts is None or "T2" in contrasts else None
+        if t1 is None and t2 is None:
+            continue
+        started = time.perf_counter()
+        pred = segmenter.segment(t1=t1, t2=t2)
+        elapsed = time.perf_counter() - started
+        if not pred.same_grid(case.labels):  # e.g. T1 only, on its own grid: compare on the labels' grid
+            pred = resample_to(pred, case.labels)
+        d = dice_per_class(np.asarray(pred.array), np.asarray(case.labels.array), case.annotated, nested)
+        per_case.append(d)
+        row: dict[str, Any] = {"case": case.name, "contrasts": "+".join(c for c, i in (("T1", t1), ("T2", t2))
+                                                                          if i is not None),
+                               "seconds": round(elapsed, 2)}
+        row.update({f"dice_{labels[c]}": (None if np.isnan(v) else round(v, 4)) for c, v in d.items()})
+        rows.append(row)
+    return summarize(per_case, labels), rows
