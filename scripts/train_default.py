@@ -42,10 +42,12 @@ def seed_run_from_shipped(run_dir: Path, shipped: Path) -> bool:
     return True
 
 
-def export(run_dir: Path, output: Path) -> Path:
+def export(run_dir: Path, output: Path, settings_inference: dict | None = None) -> Path:
     """Copy the best (else last) checkpoint of the run, with its CSV log, to ``output``."""
     source = run_dir / "best" if (run_dir / "best" / "model.pt").is_file() else run_dir / "last"
     ckpt = load_checkpoint(source)
+    if settings_inference:  # the YAML's sliding-window settings win (they are not part of the weights)
+        ckpt.config.inference = dict(settings_inference)
     save_checkpoint(output, ckpt.build_model(), ckpt.config, ckpt.metadata,
                     extra_files={"train_log.csv": run_dir / "train_log.csv"})  # keeps MODEL_CARD.md
     print(f"exported {source} (step {ckpt.metadata.get('training', {}).get('step')}) to {output}")
@@ -70,7 +72,7 @@ def main() -> int:
     run_dir = (REPO / settings["run_dir"]).resolve()
     output = (REPO / settings["output"]).resolve()
     if args.export:
-        export(run_dir, output)
+        export(run_dir, output, (settings.get("model") or {}).get("inference"))
         return 0
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_run_from_shipped(run_dir, output)

@@ -263,3 +263,25 @@ def test_training_resumes_after_interruption(tmp_path) -> None:
     assert state is not None and state["step"] == 8
     steps = [int(r.split(",")[0]) for r in (tmp_path / "run" / "train_log.csv").read_text().splitlines()[1:]]
     assert steps == sorted(steps) and steps[-1] == 8
+
+
+# --- the shipped model -----------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "modicseg-unet-v1"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+def test_shipped_model_segments_a_synthetic_study() -> None:
+    pytest.importorskip("modicseg.synth.case")
+    from modicseg.model.metrics import dice_per_class
+    from modicseg.model.synth_adapter import synth_validation_cases
+
+    torch.set_num_threads(2)
+    case = synth_validation_cases(1, seed=31, n_slices=12)[0]  # one window along the slices
+    seg = Segmenter.load(device="cpu")  # the default checkpoint is the shipped one
+    assert seg.checkpoint is not None and seg.checkpoint.directory.resolve() == SHIPPED.resolve()
+    result = seg.segment_detailed(t1=case.t1, t2=case.t2)
+    assert result.labels.shape == case.t2.shape and np.array_equal(result.labels.affine, case.t2.affine)
+    dice = dice_per_class(result.labels.array, case.labels.array, (1, 2, 3))
+    assert dice[1] > 0.8 and dice[2] > 0.7  # a regression guard, far below the measured 0.93 / 0.90
+    assert (SHIPPED / "model.pt").stat().st_size < 50 * 2**20

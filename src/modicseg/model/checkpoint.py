@@ -39,7 +39,7 @@ METADATA = "metadata.json"
 TRAIN_STATE = "train_state.pt"
 DEFAULT_MODEL_NAME = "modicseg-unet-v1"
 MODEL_ENV = "MODICSEG_MODEL"
-KEEP_ON_REPLACE = ("MODEL_CARD.md",)
+KEEP_ON_REPLACE = ("MODEL_CARD.md", "bench_segment.json")
 
 
 @dataclass

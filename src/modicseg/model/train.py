@@ -183,6 +183,8 @@ def _train(settings: Mapping[str, Any], base: Path, run_dir: Path, optim_s: Mapp
         config = model_config_from(settings)
         seed_everything(seed)
         model = build_network(config).to(device).train()
+    if (settings.get("model") or {}).get("inference"):  # deployment settings, not architecture: YAML wins
+        config.inference = dict(settings["model"]["inference"])
     (run_dir / "settings.yaml").write_text(yaml.safe_dump(_plain(settings), sort_keys=False))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(optim_s["lr"]),
