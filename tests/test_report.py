@@ -134,6 +134,7 @@ def test_no_patient_identifier_in_any_output(run) -> None:
 
     seg = pydicom.dcmread(run["out"] / "labels_seg.dcm")
     assert str(seg.PatientName) == "" and seg.PatientID == "" and seg.PatientBirthDate == ""
+    assert seg.StudyDate == "" and seg.get("StudyTime", "") == ""
 
 
 def test_nifti_input_writes_no_seg_and_says_why(run, tmp_path) -> None:

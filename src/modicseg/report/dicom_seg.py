@@ -32,10 +32,10 @@ IDENTIFYING_KEYWORDS = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames",
     "OtherPatientIDsSequence", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
     "AccessionNumber", "StudyID", "ReferringPhysicianName", "IssuerOfPatientID", "PatientAge", "PatientWeight",
-    "PatientSize", "InstitutionName", "InstitutionAddress", "ContentCreatorName",
+    "PatientSize", "InstitutionName", "InstitutionAddress", "ContentCreatorName", "StudyDate", "StudyTime",
 )
 _TYPE2_BLANK = {"PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID",
-                "ReferringPhysicianName"}
+                "ReferringPhysicianName", "StudyDate", "StudyTime"}
 
 
 def seg_unavailable_reason(labels: LabelImage, stack: Any) -> str | None:
