@@ -14,14 +14,13 @@ The folder is rebuilt whole and swapped in atomically.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from modicseg.batch.store import TMP_PREFIX, TRASH_PREFIX, ResultStore, read_json
+from modicseg.batch.store import TMP_PREFIX, ResultStore, read_json, replace_folder
 from modicseg.longitudinal.change import CHANGE_JSON, write_rows_csv
 from modicseg.longitudinal.classify import COLUMNS, type1_volume
 
@@ -177,13 +176,7 @@ def build_cohort(store: ResultStore, plan: Any, figures: bool = True) -> dict[st
     tmp.mkdir(parents=True)
     try:
         content = write_cohort(tmp, data, figures)
-        if final.exists():
-            trash = final.parent / f"{TRASH_PREFIX}cohort-{uuid.uuid4().hex[:8]}"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        replace_folder(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"folder": store.rel(final), "lesions": content["lesions"], "comparisons": content["comparisons"]}

@@ -20,7 +20,6 @@ import csv
 import html
 import json
 import math
-import os
 import shutil
 import uuid
 from collections import defaultdict
@@ -32,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from modicseg.batch.manifest import timepoint_key
-from modicseg.batch.store import TMP_PREFIX, TRASH_PREFIX
+from modicseg.batch.store import TMP_PREFIX, replace_folder
 from modicseg.io.errors import InputError
 from modicseg.longitudinal.classify import NEW, is_type1, turned_type2
 
@@ -324,13 +323,7 @@ def write_outcomes(outdir: str | Path, arms_file: str | Path, folder: str | Path
                 row = result["by_arm"][name]
                 vol = row["type1_volume_change_mm3"]
                 writer.writerow([name, *(row[k] for k in keys), vol.get("median", ""), vol.get("mean", "")])
-        if final.exists():
-            trash = final.parent / f"{TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        replace_folder(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -57,6 +57,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``final``; an older ``final`` is swapped out via a trash name."""
+    if final.exists():
+        trash = final.parent / f"{TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object, or None when missing or unreadable."""
     try:
@@ -135,10 +146,7 @@ class ResultStore:
             if existing is not None and existing.get("fingerprint") == job.get("fingerprint"):
                 shutil.rmtree(tmp, ignore_errors=True)  # another worker finished the same job
                 return False
-            trash = final.parent / f"{TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
+            replace_folder(tmp, final)
         _fsync_dir(final.parent)
         return True
 
