@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from modicseg.batch.store import TMP_PREFIX, ResultStore, read_json, replace_folder
-from modicseg.longitudinal.change import CHANGE_JSON, write_rows_csv
+from modicseg.longitudinal.change import CHANGE_JSON
 from modicseg.longitudinal.classify import COLUMNS, type1_volume
+from modicseg.report.writers import write_csv
 
 TYPE_ORDER = ("1", "1/2", "2/1", "2", "2/3", "3/2", "3", "unclassified", "none")
 LESION_COLUMNS = ("subject", "timepoint", "id", "level", "endplate", "type", "primary_type", "secondary_type",
@@ -140,14 +141,14 @@ def _figures(folder: Path, rows: list[str], cols: list[str], matrix: list[list[i
 
 def write_cohort(folder: Path, data: dict[str, list[dict[str, Any]]], figures: bool = True) -> dict[str, Any]:
     """Write every table (and figure) into an existing empty folder; returns cohort.json's content."""
-    write_rows_csv(folder / "lesions_long.csv", data["lesions"], LESION_COLUMNS)
+    write_csv(folder / "lesions_long.csv", LESION_COLUMNS, data["lesions"])
     change_columns = ("subject", "baseline_timepoint", "followup_timepoint", *COLUMNS)
-    write_rows_csv(folder / "lesion_changes.csv", data["changes"], change_columns)
-    write_rows_csv(folder / "subject_changes.csv", data["subjects"], SUBJECT_COLUMNS)
+    write_csv(folder / "lesion_changes.csv", change_columns, data["changes"])
+    write_csv(folder / "subject_changes.csv", SUBJECT_COLUMNS, data["subjects"])
     rows, cols, matrix = transition_matrix(data["changes"])
     table_cols = ("baseline_type", *cols, "total")
-    write_rows_csv(folder / "transition_counts.csv", _matrix_rows(rows, cols, matrix, False), table_cols)
-    write_rows_csv(folder / "transition_proportions.csv", _matrix_rows(rows, cols, matrix, True), table_cols)
+    write_csv(folder / "transition_counts.csv", table_cols, _matrix_rows(rows, cols, matrix, False))
+    write_csv(folder / "transition_proportions.csv", table_cols, _matrix_rows(rows, cols, matrix, True))
     files = ["lesions_long.csv", "lesion_changes.csv", "subject_changes.csv", "transition_counts.csv",
              "transition_proportions.csv"]
     if figures:

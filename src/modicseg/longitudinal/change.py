@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from modicseg import __version__
 from modicseg.longitudinal.classify import COLUMNS
 from modicseg.longitudinal.registration import Registration
 from modicseg.longitudinal.timepoint import Timepoint
+from modicseg.report.writers import write_csv
 
 SCHEMA_VERSION = "modicseg-change/1"
 CHANGE_JSON, CHANGE_CSV, QC_PNG = "change.json", "change.csv", "qc.png"
@@ -60,7 +60,7 @@ class ChangeReport:
         folder = Path(folder)
         written = [folder / CHANGE_JSON, folder / CHANGE_CSV]
         written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        write_rows_csv(written[1], self.rows, COLUMNS)
+        write_csv(written[1], COLUMNS, self.rows)
         if figure:
             from modicseg.longitudinal.qc import qc_figure
 
@@ -80,23 +80,6 @@ def _timepoint_summary(tp: Timepoint) -> dict[str, Any]:
         "segmentation": (prov.get("segmentation") or {}).get("source"),
         "eligible": (tp.report.get("eligibility") or {}).get("eligible"),
     }
-
-
-def write_rows_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | list[str]) -> None:
-    """Rows as CSV with a fixed column order (floats rounded, None empty)."""
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(row.get(k)) for k in columns})
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else round(value, 4)
-    return value
 
 
 def _clean(value: Any) -> Any:

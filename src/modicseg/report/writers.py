@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,14 @@ def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "" if value != value else round(value, 4)
+        return "" if not math.isfinite(value) else round(value, 4)
     return value
 
 
-def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """A CSV file with a header row; None becomes an empty cell."""
-    with open(path, "w", newline="") as fh:
+def write_csv(path: Path, columns: list[str] | tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV in a fixed column order: None and non-finite floats empty, floats rounded to 4 places."""
+    columns = list(columns)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for row in rows:

@@ -18,7 +18,6 @@ every compared rater has read.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import math
@@ -28,6 +27,7 @@ from typing import Any
 
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
+from modicseg.report.writers import write_csv
 from modicseg.review import agreement as agr
 from modicseg.review.codes import ENDPLATES
 from modicseg.review.db import ReadRecord, ReadStore
@@ -183,25 +183,9 @@ def export(package_path: str | Path, key_path: str | Path, out: str | Path, db_u
                "icc": "ICC(2,1): two-way random effects, absolute agreement, single rater (Shrout & Fleiss 1979)",
                "agreement": agreement}
     with atomic_output_dir(out) as tmp:
-        _write_csv(tmp / "reads.csv", READ_COLUMNS, read_rows)
-        _write_csv(tmp / "lesions.csv", LESION_COLUMNS, lesion_rows)
-        _write_csv(tmp / "levels.csv", LEVEL_COLUMNS, level_rows)
-        _write_csv(tmp / "agreement.csv", AGREEMENT_COLUMNS, agreement)
+        write_csv(tmp / "reads.csv", READ_COLUMNS, read_rows)
+        write_csv(tmp / "lesions.csv", LESION_COLUMNS, lesion_rows)
+        write_csv(tmp / "levels.csv", LEVEL_COLUMNS, level_rows)
+        write_csv(tmp / "agreement.csv", AGREEMENT_COLUMNS, agreement)
         (tmp / "agreement.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: _cell(row.get(c)) for c in columns})
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else round(value, 4)
-    return value
