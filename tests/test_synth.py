@@ -373,3 +373,25 @@ def test_demo_study(tmp_path):
     roles = {(s.plane, s.weighting, s.localizer) for s in scan.stacks}
     assert ("sagittal", "T1", False) in roles and ("sagittal", "T2", False) in roles
     assert any(s.localizer for s in scan.stacks) and ("axial", "T2", False) in roles
+
+
+def test_distractors_look_like_marrow_and_leave_labels_exact():
+    from scipy import ndimage
+
+    from modicseg.synth.distractors import add_distractors
+
+    ids = np.full((60, 80, 10), tis.VISCERA, dtype=np.uint8)
+    ids[20:40, 30:50, 3:7] = tis.MARROW_BASE  # one vertebral body
+    labels = tis.LABEL_LUT[ids]
+    spacing = np.array([1.0, 1.0, 4.0])
+    images = {"T1": np.where(labels > 0, 1.0, 0.3).astype(np.float32),
+              "T2": np.where(labels > 0, 0.8, 0.2).astype(np.float32)}
+    before = {k: v.copy() for k, v in images.items()}
+    painted = add_distractors(images, ids, labels, spacing, np.random.default_rng(3), count=6, margin_mm=3.0)
+    assert painted >= 1
+    changed = np.abs(images["T1"] - before["T1"]) > 1e-6
+    distance = ndimage.distance_transform_edt(labels == 0, sampling=spacing)
+    assert changed.any() and distance[changed].min() > 3.0, "a distractor touched the labelled body"
+    # the blobs reach marrow-like signal (60-140 % of the marrow's) in both weightings
+    assert images["T1"][changed].max() > 0.6 and images["T2"][changed].max() > 0.48
+    np.testing.assert_array_equal(images["T1"][labels > 0], before["T1"][labels > 0])

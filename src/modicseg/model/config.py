@@ -69,6 +69,9 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     inference: dict[str, Any] = field(default_factory=lambda: {
         "roi_size": [16, 128, 128], "overlap": 0.25, "blend": "gaussian", "sw_batch_size": 1})
+    #: clean-up after the network (``model.postprocess``): ``spinal_column`` keeps the labelled
+    #: voxels that form the spinal column (true, false, or {bridge_mm, gap_mm}).
+    postprocess: dict[str, Any] = field(default_factory=lambda: {"spinal_column": True})
 
     # --- derived ---------------------------------------------------------------------------------
     @property

@@ -11,16 +11,19 @@ import numpy as np
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
 from modicseg.model.inference import Segmenter
-from modicseg.model.metrics import dice_per_class, summarize
+from modicseg.model.metrics import dice_per_class, predicted_group, summarize, surface_dice
 
 
 def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
-                   contrasts: Sequence[str] | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   contrasts: Sequence[str] | None = None,
+                   surface_tolerance_mm: float | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
     reference grid and compared with its labels, for the classes it annotates. A prediction of a
     class nested in an unannotated-for-this-case parent counts as the parent (lesion -> body).
+    With ``surface_tolerance_mm`` the rows and summary also hold the normalised surface Dice
+    (``nsd_<class>``) at that tolerance.
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -41,5 +44,17 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                                                                           if i is not None),
                                "seconds": round(elapsed, 2)}
         row.update({f"dice_{labels[c]}": (None if np.isnan(v) else round(v, 4)) for c, v in d.items()})
+        if surface_tolerance_mm is not None:
+            truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
+            for c in d:
+                value = surface_dice(predicted_group(predicted, c, case.annotated, nested), truth == c,
+                                     case.labels.spacing, surface_tolerance_mm)
+                row[f"nsd_{labels[c]}"] = None if np.isnan(value) else round(value, 4)
         rows.append(row)
-    return summarize(per_case, labels), rows
+    summary = summarize(per_case, labels)
+    if surface_tolerance_mm is not None:
+        for name in {k for r in rows for k in r if k.startswith("nsd_")}:
+            values = [r[name] for r in rows if r.get(name) is not None]
+            if values:
+                summary[name] = float(np.mean(values))
+    return summary, rows

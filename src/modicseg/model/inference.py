@@ -25,6 +25,7 @@ from modicseg.io.study import Study, t1_on_t2_grid
 from modicseg.model.checkpoint import Checkpoint, default_checkpoint, load_checkpoint
 from modicseg.model.config import ModelConfig
 from modicseg.model.network import total_stride
+from modicseg.model.postprocess import ColumnSettings, restrict_to_column
 from modicseg.model.preprocess import probabilities_to_labels, to_model_space
 
 
@@ -198,6 +199,11 @@ class Segmenter:
         prepared = time.perf_counter()
         probs = self.predict(x)
         predicted = time.perf_counter()
+        column = ColumnSettings.from_config(self.config.postprocess)
+        if column is not None:
+            probs, removed = restrict_to_column(probs, np.linalg.norm(grid.affine[:3, :3], axis=0), column)
+            if removed:
+                notes.append(f"{removed} model-grid voxels labelled away from the spinal column were set to background")
         labels = probabilities_to_labels(probs, grid)
         labels.provenance = reference.provenance.replace(
             source_format="derived", series_description="modicseg segmentation", weighting=None,

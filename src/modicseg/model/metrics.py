@@ -44,3 +44,23 @@ def summarize(per_case: list[dict[int, float]], labels: Mapping[int, str]) -> di
     if means:
         out["dice_mean"] = float(np.mean(means))
     return out
+
+
+def surface_dice(a: np.ndarray, b: np.ndarray, spacing: Iterable[float], tolerance_mm: float) -> float:
+    """Normalised surface Dice: the share of both masks' boundary voxels that lie within
+    ``tolerance_mm`` of the other mask's boundary (1 = boundaries agree within the tolerance).
+    It separates a boundary convention (e.g. cortex included or not) from missed or extra
+    structures, which plain Dice mixes. NaN when both masks are empty."""
+    from scipy import ndimage
+
+    spacing = tuple(float(s) for s in spacing)
+    if not a.any() and not b.any():
+        return float("nan")
+    if not a.any() or not b.any():
+        return 0.0
+    edge_a = a & ~ndimage.binary_erosion(a)
+    edge_b = b & ~ndimage.binary_erosion(b)
+    to_b = ndimage.distance_transform_edt(~edge_b, sampling=spacing)
+    to_a = ndimage.distance_transform_edt(~edge_a, sampling=spacing)
+    close = int((to_b[edge_a] <= tolerance_mm).sum() + (to_a[edge_b] <= tolerance_mm).sum())
+    return close / int(edge_a.sum() + edge_b.sum())

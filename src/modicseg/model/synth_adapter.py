@@ -35,8 +35,6 @@ def synth_validation_cases(n: int, seed: int, **kwargs: Any) -> list:
     from modicseg.model.cases import LabelledCase
     from modicseg.synth.case import CaseOptions, generate_case
 
-    _ensure_truth_module()
-
     options = CaseOptions(**kwargs)
     seeds = np.random.SeedSequence(seed).spawn(n)
     cases = []
@@ -45,22 +43,3 @@ def synth_validation_cases(n: int, seed: int, **kwargs: Any) -> list:
         cases.append(LabelledCase(case.case_id, case.t1, case.t2, case.labels, (1, 2, 3),
                                   {"source": "modicseg.synth", "seed": seed, "index": i}))
     return cases
-
-
-def _ensure_truth_module() -> None:
-    """``generate_case`` builds a truth dictionary with ``modicseg.synth.truth``; while that module
-    is not written yet, stand in an empty one (the model stage needs only images and labels)."""
-    import importlib
-    import sys
-    import types
-    import warnings
-
-    try:
-        importlib.import_module("modicseg.synth.truth")
-    except ModuleNotFoundError as exc:
-        if exc.name != "modicseg.synth.truth":
-            raise
-        warnings.warn("modicseg.synth.truth not found: synthetic cases without truth.json", stacklevel=3)
-        stub = types.ModuleType("modicseg.synth.truth")
-        stub.build_truth = lambda case: {}  # type: ignore[attr-defined]
-        sys.modules["modicseg.synth.truth"] = stub

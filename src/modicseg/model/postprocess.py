@@ -1,0 +1,78 @@
+"""Anatomical clean-up of a predicted label map: keep the spinal column, drop look-alikes.
+
+Vertebral bodies, discs and endplate lesions form one column. Whatever the network labels far
+from it (abdominal wall, bowel, organs with marrow-like signal) is not spine. The column is the
+largest connected foreground region after thin bridges (thinner than ``2 * bridge_mm``) are cut,
+plus every region within ``gap_mm`` of that one (a vertebra split off by a missed disc stays). The
+kept regions are grown back by ``2 * bridge_mm`` inside the original foreground, so thin discs
+and the surfaces the cut removed return. All distances are in mm on the label image's grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class ColumnSettings:
+    """Parameters of ``keep_spinal_column`` (mm)."""
+
+    bridge_mm: float = 2.0
+    gap_mm: float = 8.0
+
+    @classmethod
+    def from_config(cls, postprocess: dict | None) -> ColumnSettings | None:
+        """The settings named by a model config's ``postprocess`` section; None when switched off."""
+        section = (postprocess or {}).get("spinal_column")
+        if not section:
+            return None
+        if section is True:
+            return cls()
+        return cls(**{k: float(v) for k, v in dict(section).items()})
+
+
+def ellipsoid_structure(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Boolean ellipsoid of a physical radius on a grid of ``spacing`` (at least the centre voxel)."""
+    r = np.floor(radius_mm / np.asarray(spacing, dtype=float) + 1e-6).astype(int)
+    axes = [np.arange(-n, n + 1) * s for n, s in zip(r, spacing, strict=True)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    return sum(g * g for g in grid) <= radius_mm ** 2 + 1e-6
+
+
+def spinal_column_mask(foreground: np.ndarray, spacing: np.ndarray,
+                       settings: ColumnSettings = ColumnSettings()) -> np.ndarray:
+    """The part of a boolean foreground that belongs to the spinal column (see module docstring)."""
+    spacing = np.asarray(spacing, dtype=float)
+    if not foreground.any():
+        return foreground.copy()
+    core = ndimage.binary_erosion(foreground, ellipsoid_structure(settings.bridge_mm, spacing))
+    if not core.any():
+        core = foreground
+    components, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = ndimage.sum_labels(core, components, index=np.arange(1, n + 1))
+    largest = components == int(np.argmax(sizes)) + 1
+    distance = ndimage.distance_transform_edt(~largest, sampling=spacing)
+    nearest = np.asarray(ndimage.minimum(distance, components, index=np.arange(1, n + 1)))
+    # cores are bridge_mm inside their regions: regions gap_mm apart have cores gap + 2 bridge apart
+    kept = np.concatenate([[False], nearest <= settings.gap_mm + 2.0 * settings.bridge_mm])
+    column_core = kept[components]
+    grow = ndimage.distance_transform_edt(~column_core, sampling=spacing) <= 2.0 * settings.bridge_mm
+    return foreground & grow
+
+
+def restrict_to_column(probs: np.ndarray, spacing: np.ndarray,
+                       settings: ColumnSettings = ColumnSettings()) -> tuple[np.ndarray, int]:
+    """Class probabilities [K, ...] (model grid, ``spacing`` mm) with every voxel whose argmax lies
+    outside the spinal column turned into certain background; and how many voxels that was."""
+    foreground = np.argmax(probs, axis=0) > 0
+    column = spinal_column_mask(foreground, spacing, settings)
+    outside = foreground & ~column
+    removed = int(outside.sum())
+    if removed:
+        probs = probs.copy()
+        probs[:, outside] = 0.0
+        probs[0, outside] = 1.0
+    return probs, removed

@@ -1,0 +1,87 @@
+"""The spinal-column clean-up: look-alikes away from the column go, every part of the column stays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modicseg.model.postprocess import ColumnSettings, restrict_to_column, spinal_column_mask
+
+SPACING = np.array([4.0, 1.0, 1.0])  # model grid: thick sagittal slices, 1 mm in-plane
+
+
+def column_phantom() -> tuple[np.ndarray, dict[str, tuple[slice, slice, slice]]]:
+    """Labels on a (12, 120, 200) grid: five bodies (1) with discs (2) between them, one of them
+    3 mm thin and one missing (an 5 mm gap), a lesion (3) in a body, and two marrow-like blobs:
+    one 40 mm in front of the column, one joined to it by a 1 mm thin bridge."""
+    labels = np.zeros((12, 120, 200), dtype=np.uint8)
+    parts = {}
+    z = 10
+    for i in range(5):
+        body = (slice(3, 9), slice(40, 75), slice(z, z + 25))
+        labels[body] = 1
+        parts[f"body{i}"] = body
+        z += 25
+        disc_height = {1: 3, 3: 0}.get(i, 8)  # a thin disc after body 1, a missed one after body 3
+        gap = 5 if i == 3 else 0
+        if disc_height:
+            labels[3:9, 42:73, z:z + disc_height] = 2
+        z += disc_height + gap
+    labels[4:7, 45:52, 40:46] = 3
+    parts["lesion"] = (slice(4, 7), slice(45, 52), slice(40, 46))
+    far = (slice(4, 8), slice(100, 115), slice(60, 90))  # 25 mm beyond the bodies' front
+    labels[far] = 1
+    parts["far"] = far
+    bridged = (slice(4, 8), slice(5, 25), slice(100, 130))
+    labels[bridged] = 1
+    labels[5:6, 25:40, 115:116] = 1  # 1 mm thin bridge to the column
+    parts["bridged"] = bridged
+    return labels, parts
+
+
+def test_column_keeps_the_spine_and_drops_look_alikes() -> None:
+    labels, parts = column_phantom()
+    column = spinal_column_mask(labels > 0, SPACING)
+    for i in range(5):
+        assert column[parts[f"body{i}"]].all(), f"body {i} lost"
+    assert column[parts["lesion"]].all()
+    disc = labels == 2
+    assert column[disc].sum() == disc.sum(), "disc voxels lost (the 3 mm thin disc must stay)"
+    assert not column[parts["far"]].any(), "a blob 25 mm from the column was kept"
+    assert column[parts["bridged"]].sum() < 0.05 * labels[parts["bridged"]].size, "a bridged blob was kept"
+
+
+def test_probabilities_outside_the_column_become_background() -> None:
+    labels, parts = column_phantom()
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0.0, 0.2, size=(4, *labels.shape)).astype(np.float32)
+    for c in range(4):
+        probs[c][labels == c] += 1.0
+    cleaned, removed = restrict_to_column(probs, SPACING)
+    out = np.argmax(cleaned, axis=0)
+    assert removed == int(((np.argmax(probs, axis=0) > 0) & (out == 0)).sum())
+    assert removed >= (labels[parts["far"]] > 0).sum()
+    assert (out[parts["far"]] == 0).all()
+    assert (out[parts["body2"]] == 1).all()
+    assert (out[parts["lesion"]] == 3).all()
+    np.testing.assert_array_equal(np.argmax(cleaned, axis=0)[labels == 2], 2)
+    # switched off in the model config: nothing is touched
+    assert ColumnSettings.from_config({"spinal_column": False}) is None
+    assert ColumnSettings.from_config({"spinal_column": {"gap_mm": 5}}) == ColumnSettings(gap_mm=5.0)
+
+
+def test_surface_dice_separates_a_boundary_shift_from_a_missed_structure() -> None:
+    from modicseg.model.metrics import dice, surface_dice
+
+    truth = np.zeros((40, 40, 40), dtype=bool)
+    truth[10:30, 10:30, 10:30] = True
+    grown = np.zeros_like(truth)
+    grown[9:31, 9:31, 9:31] = True  # 1 voxel (1 mm) larger all round
+    spacing = (1.0, 1.0, 1.0)
+    assert dice(grown, truth) < 0.9
+    assert surface_dice(grown, truth, spacing, 2.0) == 1.0  # corners are sqrt(3) mm apart
+    assert surface_dice(grown, truth, spacing, 0.5) < 0.05
+    half = truth.copy()
+    half[:, :, 20:] = False  # half of the body missed
+    assert surface_dice(half, truth, spacing, 2.0) < 0.8
+    # physical tolerance: with 4 mm slices along axis 0, a one-slice shift is beyond 2 mm
+    assert surface_dice(np.roll(truth, 1, axis=0), truth, (4.0, 1.0, 1.0), 2.0) < 1.0
