@@ -42,6 +42,13 @@ def test_level_names_anchor_at_lowest_and_count_up() -> None:
     assert parse_level("th12") == "T12" and parse_level(" l5 ") == "L5"
     with pytest.raises(InputError):
         parse_level("L7")
+    # transitional spines: six lumbar vertebrae (lumbarised S1) or four (sacralised L5)
+    assert name_levels(4, lumbar_count=6) == ["L4", "L5", "L6", "S1"]
+    assert name_levels(4, lumbar_count=4) == ["L2", "L3", "L4", "S1"]
+    with pytest.raises(InputError):
+        name_levels(3, "L6")  # no L6 in a five-lumbar spine
+    with pytest.raises(InputError):
+        name_levels(3, lumbar_count=7)
 
 
 def test_config_file_matches_defaults() -> None:
@@ -197,6 +204,9 @@ def test_lowest_level_override_and_missing_sacrum_warning() -> None:
     ph = make_phantom([], levels=("L1", "L2", "L3", "L4", "L5"))
     report = analyze_images(ph.labels, ph.t1, ph.t2, lowest_level="L5")
     assert [v.level for v in report.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
+    six = analyze_images(ph.labels, ph.t1, ph.t2, lumbar_count=6)
+    assert [v.level for v in six.vertebrae] == ["L3", "L4", "L5", "L6", "S1"]
+    assert any("6 lumbar vertebrae" in w for w in six.warnings)
     # a field of view that cuts the lowest body: the name S1 is doubtful
     last = report.vertebrae[-1]
     j = int(ph.labels.voxel_coordinates(np.array([last.centre_ras]))[0][1])

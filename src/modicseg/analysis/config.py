@@ -51,6 +51,7 @@ class VertebraConfig:
     min_disc_volume_mm3: float = 100.0  # disc components smaller than this are not used to split
     split_min_side_fraction: float = 0.15  # a disc splits a body when both sides hold this share
     lowest_level: str = "S1"  # name of the lowest vertebra (override when the sacrum is not in view)
+    lumbar_count: int = 5  # 4 (sacralised L5) or 6 (lumbarised S1) shift the names counted up from S1
 
 
 @dataclass
@@ -87,7 +88,7 @@ class EligibilityConfig:
     """Trial rule (BackToBasic, NCT03704363)."""
 
     min_height_fraction: float = 0.10
-    levels: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    levels: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")  # L6: six-lumbar spines
     required_type: str = "1"  # as primary or secondary type
 
 
@@ -143,9 +144,9 @@ class AnalysisConfig:
             raise InputError(f"{source}: typing.secondary_min_fraction must be in (0, 0.5]")
         if not 0 < self.grading.grade_a_below <= self.grading.grade_c_above:
             raise InputError(f"{source}: grading thresholds must satisfy 0 < grade_a_below <= grade_c_above")
-        from modicseg.analysis.levels import parse_level
+        from modicseg.analysis.levels import level_index, parse_level
 
-        parse_level(self.vertebrae.lowest_level)
+        level_index(self.vertebrae.lowest_level, self.vertebrae.lumbar_count)
         for level in self.eligibility.levels:
             parse_level(level)
         if self.eligibility.required_type not in MODIC_TYPES:

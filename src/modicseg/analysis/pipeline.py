@@ -119,13 +119,15 @@ def _reference_stack(study: Study, role: str) -> Any:
 
 def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str | Path | None = None,
             config: AnalysisConfig | str | Path | None = None, lowest_level: str | None = None,
-            model: str | Path | None = None, register: str = "auto", device: str = "auto") -> Report:
+            model: str | Path | None = None, register: str = "auto", device: str = "auto",
+            lumbar_count: int | None = None) -> Report:
     """Analyse a study: segmentation (or the given label map), levels, lesions, types, measures.
 
     ``study``: a :class:`~modicseg.io.study.Study`, a :class:`~modicseg.io.study.StudyRequest`, or
     a DICOM / BIDS-like NIfTI folder.  ``labels``: a label map (LabelImage or NIfTI path; 0
     background, 1 body, 2 disc, 3 lesion) to analyse instead of running the network.
     ``lowest_level``: name of the lowest vertebra in view (default from the config: S1).
+    ``lumbar_count``: 4, 5 or 6 lumbar vertebrae when counting up from S1 (default from the config: 5).
     ``model``: a checkpoint folder for the network (default: the shipped model); ``device``:
     "auto", "cpu" or "cuda".
     """
@@ -158,7 +160,7 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
         "t1_resampled_onto_t2": bool(opened.t1 is not None and opened.t2 is not None),
     }
     report = analyze_images(label_image, t1=t1, t2=t2, config=cfg, lowest_level=lowest_level,
-                            provenance=provenance, notes=notes)
+                            provenance=provenance, notes=notes, lumbar_count=lumbar_count)
     report.reference_stack = _reference_stack(opened, reference_role)
     report.timings_s.update({"load_s": loaded - started, "segment_s": segmented - loaded,
                              "total_s": time.perf_counter() - started})
@@ -198,7 +200,8 @@ def _depth_inside(instances: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
                    config: AnalysisConfig | None = None, lowest_level: str | None = None,
-                   provenance: dict[str, Any] | None = None, notes: list[str] | None = None) -> Report:
+                   provenance: dict[str, Any] | None = None, notes: list[str] | None = None,
+                   lumbar_count: int | None = None) -> Report:
     """Analyse a label map with T1 and/or T2 already on its grid (no study loading, no network)."""
     started = time.perf_counter()
     cfg = config or AnalysisConfig()
@@ -212,7 +215,10 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
 
     vset = find_vertebrae(array, affine, cfg.vertebrae)
     notes.extend(vset.warnings)
-    names = name_levels(len(vset.vertebrae), lowest)
+    lumbar = int(lumbar_count or cfg.vertebrae.lumbar_count)
+    names = name_levels(len(vset.vertebrae), lowest, lumbar)
+    if lumbar != 5:
+        notes.append(f"levels named for a spine with {lumbar} lumbar vertebrae, counted up from {lowest}")
     for vertebra, name in zip(vset.vertebrae, names, strict=True):
         vertebra.level = name
     notes.extend(_check_sacrum(vset, lowest, lowest_level is not None))

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="analysis thresholds (YAML, see configs/analysis.yaml)")
     parser.add_argument("--lowest-level", metavar="LEVEL",
                         help="name of the lowest vertebra in view when it is not S1 (e.g. L5)")
+    parser.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], metavar="N",
+                        help="lumbar vertebrae of this spine, 4, 5 or 6 (default 5): with 6 the body above S1 "
+                             "is L6, with 4 it is L4")
     parser.add_argument("--register", choices=["auto", "always", "never"], default="auto",
                         help="T1-to-T2 rigid registration (default: only for different frames of reference)")
     parser.add_argument("--no-qc", action="store_true", help="do not draw qc.png")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from modicseg.report.writers import write_report
 
     report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,
-                     model=args.model, register=args.register, device=args.device)
+                     model=args.model, register=args.register, device=args.device, lumbar_count=args.lumbar_count)
     write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg)
     print(summary(report))
     if not report.dicom_seg.get("written"):
