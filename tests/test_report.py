@@ -137,6 +137,24 @@ def test_no_patient_identifier_in_any_output(run) -> None:
     assert seg.StudyDate == "" and seg.get("StudyTime", "") == ""
 
 
+def test_seg_keeps_patient_identifiers_only_on_request(run, tmp_path) -> None:
+    import pydicom
+
+    out = tmp_path / "out"
+    assert main(["analyze", str(run["study"]), "--labels", str(run["labels"]), "-o", str(out), "--no-qc",
+                 "--seg-keep-patient-identifiers"]) == 0
+    seg = pydicom.dcmread(out / "labels_seg.dcm")
+    source = pydicom.dcmread(next((run["study"] / "t2").iterdir()), stop_before_pixels=True)
+    assert str(seg.PatientName) == str(source.PatientName) == CANARY_NAME
+    assert seg.PatientID == source.PatientID and seg.StudyDate == source.StudyDate
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    # the request covers the SEG only: the other outputs still hold no identifier
+    for path in out.iterdir():
+        if path.name != "labels_seg.dcm":
+            data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            assert CANARY_NAME.encode() not in data and CANARY_ID.encode() not in data, path.name
+
+
 def test_nifti_input_writes_no_seg_and_says_why(run, tmp_path) -> None:
     ph = run["phantom"]
     save_nifti(ph.t1, str(tmp_path / "t1.nii.gz"))

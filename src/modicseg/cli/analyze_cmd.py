@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="T1-to-T2 rigid registration (default: only for different frames of reference)")
     parser.add_argument("--no-qc", action="store_true", help="do not draw qc.png")
     parser.add_argument("--no-seg", action="store_true", help="do not write the DICOM SEG")
+    parser.add_argument("--seg-keep-patient-identifiers", action="store_true",
+                        help="copy the patient's name, ID, birth date and the study date into the DICOM SEG "
+                             "(default: blanked); no other output ever holds them")
     parser.set_defaults(func=run)
 
 
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,
                      model=args.model, register=args.register, device=args.device, lumbar_count=args.lumbar_count)
-    write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg)
+    write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg,
+                 seg_keeps_patient_identifiers=args.seg_keep_patient_identifiers)
     print(summary(report))
     if not report.dicom_seg.get("written"):
         print(f"DICOM SEG not written: {report.dicom_seg.get('reason')}")

@@ -2,7 +2,7 @@
 
 Only possible when that series (normally the T2) came from DICOM and the label map lies on its
 native grid.  Patient and study attributes that identify the patient (name, ID, birth date,
-accession number, ...) are blanked in the SEG; the study, series, frame-of-reference and SOP
+accession number, ...) are blanked in the SEG unless the user asks to keep them; the study, series, frame-of-reference and SOP
 instance UIDs are kept so that viewers can place the segmentation on the referenced series.
 """
 
@@ -78,8 +78,14 @@ def deidentify(ds: pydicom.Dataset) -> None:
     ds.PatientIdentityRemoved = "YES"
 
 
-def write_dicom_seg(labels: LabelImage, stack: Any, path: Path, series_number: int = 900) -> None:
-    """Write ``labels`` (values 1..3) as a binary DICOM SEG referencing ``stack``'s images."""
+def write_dicom_seg(labels: LabelImage, stack: Any, path: Path, series_number: int = 900,
+                    keep_patient_identifiers: bool = False) -> None:
+    """Write ``labels`` (values 1..3) as a binary DICOM SEG referencing ``stack``'s images.
+
+    The patient and study identifiers are blanked unless ``keep_patient_identifiers`` (an explicit
+    user request, e.g. so that a PACS files the SEG with the patient's study): then they are
+    copied from the source images as the DICOM standard expects.
+    """
     import highdicom as hd
     from highdicom.sr.coding import CodedConcept
 
@@ -112,5 +118,6 @@ def write_dicom_seg(labels: LabelImage, stack: Any, path: Path, series_number: i
         instance_number=1, manufacturer="modicseg", manufacturer_model_name="modicseg analyze",
         software_versions=__version__, device_serial_number="none", series_description="modicseg labels",
         omit_empty_frames=False)
-    deidentify(seg)
+    if not keep_patient_identifiers:
+        deidentify(seg)
     seg.save_as(path)

@@ -68,8 +68,13 @@ def vertebra_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool = True) -> list[Path]:
-    """Write every output file of ``report`` into ``folder`` (nothing is left there on failure)."""
+def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool = True,
+                 seg_keeps_patient_identifiers: bool = False) -> list[Path]:
+    """Write every output file of ``report`` into ``folder`` (nothing is left there on failure).
+
+    ``seg_keeps_patient_identifiers``: the DICOM SEG keeps the source's patient name, ID, birth
+    date and study date (only on explicit request; every other output never holds them).
+    """
     from modicseg.report.dicom_seg import seg_unavailable_reason, write_dicom_seg
 
     names = []
@@ -84,7 +89,8 @@ def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool 
             reason = seg_unavailable_reason(report.labels, report.reference_stack)
             if reason is None:
                 try:
-                    write_dicom_seg(report.labels, report.reference_stack, tmp / "labels_seg.dcm")
+                    write_dicom_seg(report.labels, report.reference_stack, tmp / "labels_seg.dcm",
+                                    keep_patient_identifiers=seg_keeps_patient_identifiers)
                     report.dicom_seg = {"written": True, "reason": None}
                     names.append("labels_seg.dcm")
                 except Exception as exc:  # a SEG failure must not cost the user the whole report
