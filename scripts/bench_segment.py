@@ -132,11 +132,17 @@ def markdown(res: dict) -> str:
     labels = ("vertebral_body", "disc", "modic_lesion")
     syn = [k for k in res if k.startswith("synthetic_")]
     if syn:
-        lines += ["| held-out synthetic | cases | Dice body | Dice disc | Dice lesion |", "|---|---|---|---|---|"]
+        lines += ["| held-out synthetic | cases | Dice body | Dice disc | Dice lesion | lesions found | "
+                  "false lesions |", "|---|---|---|---|---|---|---|"]
         for k in syn:
             s = res[k]["summary"]
-            lines.append(f"| {k.removeprefix('synthetic_')} | {len(res[k]['cases'])} | "
-                         + " | ".join(_fmt(s.get(f"dice_{c}")) for c in labels) + " |")
+            rows = res[k]["cases"]
+            found = sum(r.get("modic_lesion_detected", 0) for r in rows)
+            total = sum(r.get("modic_lesion_truth", 0) for r in rows)
+            false = sum(r.get("modic_lesion_false", 0) for r in rows)
+            lines.append(f"| {k.removeprefix('synthetic_')} | {len(rows)} | "
+                         + " | ".join(_fmt(s.get(f"dice_{c}")) for c in labels)
+                         + f" | {found}/{total} | {false} |")
         lines.append("")
     if "real_spine" in res:
         r = res["real_spine"]

@@ -85,3 +85,15 @@ def test_surface_dice_separates_a_boundary_shift_from_a_missed_structure() -> No
     assert surface_dice(half, truth, spacing, 2.0) < 0.8
     # physical tolerance: with 4 mm slices along axis 0, a one-slice shift is beyond 2 mm
     assert surface_dice(np.roll(truth, 1, axis=0), truth, (4.0, 1.0, 1.0), 2.0) < 1.0
+
+
+def test_component_detection_counts_found_missed_and_false_lesions() -> None:
+    from modicseg.model.metrics import component_detection
+
+    truth = np.zeros((20, 20, 20), dtype=bool)
+    truth[2:5, 2:5, 2:5] = True  # found
+    truth[10:13, 10:13, 10:13] = True  # missed
+    pred = np.zeros_like(truth)
+    pred[3:6, 3:6, 3:6] = True
+    pred[15:18, 2:4, 2:4] = True  # false
+    assert component_detection(pred, truth) == {"truth": 2, "detected": 1, "predicted": 2, "false": 1}

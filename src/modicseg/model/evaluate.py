@@ -11,7 +11,13 @@ import numpy as np
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
 from modicseg.model.inference import Segmenter
-from modicseg.model.metrics import dice_per_class, predicted_group, summarize, surface_dice
+from modicseg.model.metrics import (
+    component_detection,
+    dice_per_class,
+    predicted_group,
+    summarize,
+    surface_dice,
+)
 
 
 def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
@@ -23,7 +29,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     reference grid and compared with its labels, for the classes it annotates. A prediction of a
     class nested in an unannotated-for-this-case parent counts as the parent (lesion -> body).
     With ``surface_tolerance_mm`` the rows and summary also hold the normalised surface Dice
-    (``nsd_<class>``) at that tolerance.
+    (``nsd_<class>``) at that tolerance. For nested classes (lesions) the rows count objects:
+    ``<class>_truth``, ``_detected``, ``_predicted``, ``_false`` (connected components).
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -44,8 +51,13 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                                                                           if i is not None),
                                "seconds": round(elapsed, 2)}
         row.update({f"dice_{labels[c]}": (None if np.isnan(v) else round(v, 4)) for c, v in d.items()})
+        truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
+        for c in d:
+            if c not in nested:  # nested classes (lesions) are objects: count them too
+                continue
+            found = component_detection(predicted == c, truth == c)
+            row.update({f"{labels[c]}_{k}": v for k, v in found.items()})
         if surface_tolerance_mm is not None:
-            truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
             for c in d:
                 value = surface_dice(predicted_group(predicted, c, case.annotated, nested), truth == c,
                                      case.labels.spacing, surface_tolerance_mm)

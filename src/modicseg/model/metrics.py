@@ -64,3 +64,17 @@ def surface_dice(a: np.ndarray, b: np.ndarray, spacing: Iterable[float], toleran
     to_a = ndimage.distance_transform_edt(~edge_a, sampling=spacing)
     close = int((to_b[edge_a] <= tolerance_mm).sum() + (to_a[edge_b] <= tolerance_mm).sum())
     return close / int(edge_a.sum() + edge_b.sum())
+
+
+def component_detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
+    """Object-level agreement of two masks (26-connected components): truth components hit by
+    the prediction, and predicted components that touch no truth (false detections)."""
+    from scipy import ndimage
+
+    structure = np.ones((3, 3, 3), dtype=bool)
+    truth_cc, n_truth = ndimage.label(truth, structure=structure)
+    pred_cc, n_pred = ndimage.label(pred, structure=structure)
+    hit_truth = np.unique(truth_cc[pred & truth])
+    hit_pred = np.unique(pred_cc[pred & truth])
+    return {"truth": int(n_truth), "detected": int(np.count_nonzero(hit_truth)),
+            "predicted": int(n_pred), "false": int(n_pred - np.count_nonzero(hit_pred))}

@@ -2,8 +2,9 @@
 
 Only possible when that series (normally the T2) came from DICOM and the label map lies on its
 native grid.  Patient and study attributes that identify the patient (name, ID, birth date,
-accession number, ...) are blanked in the SEG unless the user asks to keep them; the study, series, frame-of-reference and SOP
-instance UIDs are kept so that viewers can place the segmentation on the referenced series.
+accession number, ...) are blanked in the SEG unless the user asks to keep them; the study,
+series, frame-of-reference and SOP instance UIDs are kept so that viewers can place the
+segmentation on the referenced series.
 """
 
 from __future__ import annotations
