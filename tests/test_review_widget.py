@@ -35,6 +35,26 @@ def packed(tmp_path_factory):
     return pack([root / "analyses"], root / "package", seed=5)
 
 
+@pytest.fixture(scope="module")
+def packed_spine(tmp_path_factory):
+    """A reading package of one synthetic lumbar spine with two Modic changes (the screenshot's
+    case: it should look like what a reader sees)."""
+    from modicseg.analysis.pipeline import analyze_images
+    from modicseg.core.convert import save_nifti
+    from modicseg.report.writers import write_report
+    from modicseg.synth.case import CaseOptions, generate_case
+
+    root = tmp_path_factory.mktemp("gui-spine")
+    case = generate_case(21, options=CaseOptions(lumbar_count=5, lesion_count=2, lesion_types=["1", "2"],
+                                                 separate_t1_grid=False, fracture=False))
+    report = analyze_images(case.labels, t1=case.t1, t2=case.t2)
+    folder = root / "analyses" / "sub-001" / "ses-baseline"
+    write_report(report, folder, qc=False, dicom_seg=False)
+    save_nifti(case.t1, str(folder / "t1.nii.gz"))
+    save_nifti(case.t2, str(folder / "t2.nii.gz"))
+    return pack([root / "analyses"], root / "package", seed=5)
+
+
 def _widget(viewer, package: Path, reader: str) -> ReviewWidget:
     widget = ReviewWidget(viewer, package=package, reader=reader)
     viewer.window.add_dock_widget(widget, name="Modic review", area="right")
@@ -146,10 +166,10 @@ def test_closing_and_reopening_resumes(make_napari_viewer, qtbot, packed):
     assert widget.position_label.text().startswith("2 / 4 · 1 done")
 
 
-def test_screenshot_of_the_widget(make_napari_viewer, qtbot, packed, tmp_path):
+def test_screenshot_of_the_widget(make_napari_viewer, qtbot, packed_spine, tmp_path):
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1500, 940)
-    widget = _widget(viewer, packed.package, "Dr Screenshot")
+    widget = _widget(viewer, packed_spine.package, "Dr Screenshot")
     _open_case_with_lesions(widget, at_least=2)
     layer = widget.lesion_layer
     first = widget.rows[0]
