@@ -182,18 +182,6 @@ def _child(manifest: Path, out: Path, workers: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "_run", str(manifest), str(out), str(workers)]
 
 
-def _done_states(out: Path) -> set[str]:
-    states = set()
-    for path in (out / "state").glob("[!.]*.json") if (out / "state").is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):  # replaced while reading
-            continue
-        if record.get("status") == "done":
-            states.add(record["job_id"])
-    return states
-
-
 def check_results(out: Path, n_studies: int, n_compares: int) -> dict[str, Any]:
     """Every result present once, parseable, agreeing with its state record; nothing temporary left."""
     import nibabel as nib
@@ -263,15 +251,17 @@ def clean_run(manifest: Path, out: Path, workers: int) -> dict[str, Any]:
 
 def kill_run(manifest: Path, out: Path, workers: int, total_jobs: int, n_studies: int, n_compares: int,
              fraction: float = 0.5) -> dict[str, Any]:
+    from modicseg.batch.store import ResultStore
+
     process = subprocess.Popen(_child(manifest, out, workers), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while process.poll() is None and len(_done_states(out)) < fraction * total_jobs:
+    while process.poll() is None and len(ResultStore(out).done_job_ids()) < fraction * total_jobs:
         time.sleep(0.2)
     if process.poll() is not None:
         raise SystemExit("the batch finished before it could be killed")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     time.sleep(1.0)
-    done_at_kill = _done_states(out)
+    done_at_kill = ResultStore(out).done_job_ids()
     from modicseg.batch.store import TMP_PREFIX
 
     partial = [str(p.relative_to(out)) for p in out.rglob("*") if p.name.startswith(TMP_PREFIX)]

@@ -24,3 +24,15 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run fastest on one torch thread, and do not suffer when other processes load
+    the CPU (model test modules use it for every test)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

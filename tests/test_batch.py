@@ -17,7 +17,7 @@ import pytest
 from modicseg.batch.fingerprint import inputs_fingerprint
 from modicseg.batch.manifest import StudyEntry, read_manifest, timepoint_key, write_manifest
 from modicseg.batch.runner import run_batch
-from modicseg.batch.store import JOB_FILE, TMP_PREFIX, TRASH_PREFIX
+from modicseg.batch.store import JOB_FILE, TMP_PREFIX, TRASH_PREFIX, ResultStore
 from modicseg.io.errors import InputError
 from modicseg.longitudinal.classify import change_row, summarise
 from modicseg.longitudinal.matching import LesionPair
@@ -107,18 +107,6 @@ def run_cli(argv: list[str]) -> None:
     """Entry point of the subprocess in the kill -9 test: MANIFEST OUTDIR."""
     run_batch(read_manifest(argv[0]), argv[1], workers=2, study_fn=fake_study, compare_fn=fake_compare,
               progress=False)
-
-
-def _done_states(out: Path) -> set[str]:
-    done = set()
-    for path in (out / "state").glob("[!.]*.json") if (out / "state").is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):  # replaced while reading
-            continue
-        if record.get("status") == "done":
-            done.add(record["job_id"])
-    return done
 
 
 def _leftovers(out: Path) -> list[Path]:
@@ -223,7 +211,7 @@ def test_kill_minus_9_midway_then_resume(tmp_path: Path) -> None:
     deadline = time.time() + 90
     done_before: set[str] = set()
     while time.time() < deadline and process.poll() is None:
-        done_before = _done_states(out)
+        done_before = ResultStore(out).done_job_ids()
         if len(done_before) >= 5:
             break
         time.sleep(0.05)
@@ -231,7 +219,7 @@ def test_kill_minus_9_midway_then_resume(tmp_path: Path) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     time.sleep(0.5)  # workers die with the batch (PR_SET_PDEATHSIG)
-    done_at_kill = _done_states(out)
+    done_at_kill = ResultStore(out).done_job_ids()
     total_jobs = 18 + 8  # 18 readable studies, 8 comparisons
     assert 5 <= len(done_at_kill) < total_jobs
     assert not (out / "summary.json").exists()

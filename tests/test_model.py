@@ -51,13 +51,7 @@ def tiny_settings(run_dir: Path, steps: int = 12, **extra) -> dict:
     return load_settings(overrides=over)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and do not suffer when other processes load the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config() -> ModelConfig:

@@ -23,6 +23,8 @@ def level_sequence(lumbar_count: int = 5) -> tuple[str, ...]:
 
 #: The standard count (5 lumbar vertebrae).
 LEVEL_SEQUENCE: tuple[str, ...] = level_sequence(5)
+#: Every level name that exists in some spine, craniocaudal (L6 between L5 and S1).
+ALL_LEVELS: tuple[str, ...] = level_sequence(max(LUMBAR_COUNTS))
 
 _LEVEL = re.compile(r"^\s*(C|TH|T|L|S)\s*(\d{1,2})\s*$", re.I)
 
@@ -33,7 +35,7 @@ def parse_level(text: str) -> str:
     if match:
         letter = match.group(1).upper()
         name = f"{'T' if letter == 'TH' else letter}{int(match.group(2))}"
-        if name in level_sequence(max(LUMBAR_COUNTS)):
+        if name in ALL_LEVELS:
             return name
     raise InputError(f"unknown vertebral level '{text}' (expected e.g. T12, L1..L5, S1)")
 

@@ -110,6 +110,12 @@ class ResultStore:
     def state(self, job_id: str) -> dict[str, Any] | None:
         return read_json(self.state_path(job_id))
 
+    def done_job_ids(self) -> set[str]:
+        """Ids of the jobs whose state record says done (records being written are skipped)."""
+        folder = self.root / "state"
+        records = (read_json(path) for path in folder.glob("[!.]*.json")) if folder.is_dir() else ()
+        return {r["job_id"] for r in records if r is not None and r.get("status") == "done"}
+
     def write_state(self, job_id: str, record: dict[str, Any]) -> None:
         write_json_atomic(self.state_path(job_id), {"job_id": job_id, "time": time.time(), **record})
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from modicseg.analysis.levels import level_sequence
+from modicseg.analysis.levels import ALL_LEVELS
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.io.errors import InputError, ModicsegError
 from modicseg.longitudinal.change import ChangeReport
@@ -94,12 +94,9 @@ def _level_of_followup(lesion: dict, baseline: Timepoint, pairs: dict[int, int])
     return (vertebra or {}).get("level") or lesion.get("level")
 
 
-_ORDER = level_sequence(6)  # L6 (six-lumbar spines) sorts between L5 and S1
-
-
 def _order(row: dict[str, Any]) -> tuple:
     level = row.get("level")
-    index = _ORDER.index(level) if level in _ORDER else len(_ORDER)
+    index = ALL_LEVELS.index(level) if level in ALL_LEVELS else len(ALL_LEVELS)
     return index, row.get("endplate") != "superior", row.get("baseline_id") is None, row.get("followup_id") or 0
 
 

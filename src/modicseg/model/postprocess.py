@@ -5,7 +5,7 @@ from it (abdominal wall, bowel, organs with marrow-like signal) is not spine. Th
 largest connected foreground region after thin bridges (thinner than ``2 * bridge_mm``) are cut,
 plus every region within ``gap_mm`` of that one (a vertebra split off by a missed disc stays). The
 kept regions are grown back by ``2 * bridge_mm`` inside the original foreground, so thin discs
-and the surfaces the cut removed return. All distances are in mm on the label image's grid.
+and the surfaces the cut removed return. All distances are in mm on the grid of the mask.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from scipy import ndimage
 
 @dataclass(frozen=True)
 class ColumnSettings:
-    """Parameters of ``keep_spinal_column`` (mm)."""
+    """Parameters of ``spinal_column_mask`` (mm)."""
 
     bridge_mm: float = 2.0
     gap_mm: float = 8.0
@@ -34,21 +34,16 @@ class ColumnSettings:
         return cls(**{k: float(v) for k, v in dict(section).items()})
 
 
-def ellipsoid_structure(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """Boolean ellipsoid of a physical radius on a grid of ``spacing`` (at least the centre voxel)."""
-    r = np.floor(radius_mm / np.asarray(spacing, dtype=float) + 1e-6).astype(int)
-    axes = [np.arange(-n, n + 1) * s for n, s in zip(r, spacing, strict=True)]
-    grid = np.meshgrid(*axes, indexing="ij")
-    return sum(g * g for g in grid) <= radius_mm ** 2 + 1e-6
-
-
 def spinal_column_mask(foreground: np.ndarray, spacing: np.ndarray,
                        settings: ColumnSettings = ColumnSettings()) -> np.ndarray:
     """The part of a boolean foreground that belongs to the spinal column (see module docstring)."""
     spacing = np.asarray(spacing, dtype=float)
     if not foreground.any():
         return foreground.copy()
-    core = ndimage.binary_erosion(foreground, ellipsoid_structure(settings.bridge_mm, spacing))
+    # erosion by a ball of bridge_mm: voxels farther than that from the background (the array
+    # border counts as background)
+    inside = ndimage.distance_transform_edt(np.pad(foreground, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    core = inside > settings.bridge_mm
     if not core.any():
         core = foreground
     components, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
