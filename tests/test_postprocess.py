@@ -50,6 +50,24 @@ def test_column_keeps_the_spine_and_drops_look_alikes() -> None:
     assert column[parts["bridged"]].sum() < 0.05 * labels[parts["bridged"]].size, "a bridged blob was kept"
 
 
+def test_a_run_of_vertebrae_split_off_by_missed_discs_stays_whole() -> None:
+    """Bodies 6 mm apart with no disc predicted between them (a weak contrast in one part of the
+    spine): each is within gap_mm of the next only, yet all of them belong to the column."""
+    labels = np.zeros((12, 120, 200), dtype=np.uint8)
+    bodies = []
+    z = 5
+    for height in (20, 20, 20, 20, 40):  # the lowest body is the largest region
+        bodies.append((slice(3, 9), slice(40, 75), slice(z, z + height)))
+        labels[bodies[-1]] = 1
+        z += height + 6
+    beside = (slice(3, 9), slice(87, 100), slice(60, 80))  # 12 mm in front of a body: not spine
+    labels[beside] = 1
+    column = spinal_column_mask(labels > 0, SPACING)
+    for i, body in enumerate(bodies):
+        assert column[body].all(), f"body {i} of the run lost"
+    assert not column[beside].any(), "a region 12 mm from the column was kept"
+
+
 def test_probabilities_outside_the_column_become_background() -> None:
     labels, parts = column_phantom()
     rng = np.random.default_rng(0)

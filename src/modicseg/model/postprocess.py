@@ -3,9 +3,10 @@
 Vertebral bodies, discs and endplate lesions form one column. Whatever the network labels far
 from it (abdominal wall, bowel, organs with marrow-like signal) is not spine. The column is the
 largest connected foreground region after thin bridges (thinner than ``2 * bridge_mm``) are cut,
-plus every region within ``gap_mm`` of that one (a vertebra split off by a missed disc stays). The
-kept regions are grown back by ``2 * bridge_mm`` inside the original foreground, so thin discs
-and the surfaces the cut removed return. All distances are in mm on the grid of the mask.
+plus every region linked to it by a chain of regions each within ``gap_mm`` of the next (vertebrae
+split off by missed discs stay, however many in a row). The kept regions are grown back by
+``2 * bridge_mm`` inside the original foreground, so thin discs and the surfaces the cut removed
+return. All distances are in mm on the grid of the mask.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def spinal_column_mask(foreground: np.ndarray, spacing: np.ndarray,
     components, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
     sizes = ndimage.sum_labels(core, components, index=np.arange(1, n + 1))
     largest = components == int(np.argmax(sizes)) + 1
-    distance = ndimage.distance_transform_edt(~largest, sampling=spacing)
-    nearest = np.asarray(ndimage.minimum(distance, components, index=np.arange(1, n + 1)))
-    # cores are bridge_mm inside their regions: regions gap_mm apart have cores gap + 2 bridge apart
-    kept = np.concatenate([[False], nearest <= settings.gap_mm + 2.0 * settings.bridge_mm])
-    column_core = kept[components]
+    # cores are bridge_mm inside their regions, so regions gap_mm apart have cores gap + 2 bridge
+    # apart; grown by half that, such cores touch: a connected group of grown cores is a chain
+    link_mm = (settings.gap_mm + 2.0 * settings.bridge_mm) / 2.0
+    reach = ndimage.distance_transform_edt(~core, sampling=spacing) <= link_mm
+    chains, _ = ndimage.label(reach, structure=np.ones((3, 3, 3), dtype=bool))
+    column_core = core & (chains == chains[largest][0])
     grow = ndimage.distance_transform_edt(~column_core, sampling=spacing) <= 2.0 * settings.bridge_mm
     return foreground & grow
 
