@@ -51,7 +51,8 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
             out[f"synthetic_{'+'.join(contrasts)}"] = {"summary": summary, "cases": rows}
     if real is not None and real.is_dir():
         cases = load_labelled_cases(real)
-        summary, rows = evaluate_cases(seg, cases, surface_tolerance_mm=SURFACE_TOLERANCE_MM)
+        summary, rows = evaluate_cases(seg, cases, surface_tolerance_mm=SURFACE_TOLERANCE_MM,
+                                       annotated_levels=True)
         for row, case in zip(rows, cases, strict=True):
             row["sequence"] = case.info.get("sequence")
         by_name = {c.name: c for c in cases}
@@ -146,17 +147,20 @@ def markdown(res: dict) -> str:
         lines.append("")
     if "real_spine" in res:
         r = res["real_spine"]
-        lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | surface Dice at "
-                  f"{SURFACE_TOLERANCE_MM:g} mm |", "|---|---|---|---|"]
+        lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | Dice, annotated levels only | "
+                  f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm |", "|---|---|---|---|---|"]
         for row in r["cases"]:
             lines.append(f"| {row['case']} | {row['sequence']} ({row['contrasts']}) | "
-                         f"{_fmt(row.get('dice_vertebral_body'))} | {_fmt(row.get('nsd_vertebral_body'))} |")
+                         f"{_fmt(row.get('dice_vertebral_body'))} | "
+                         f"{_fmt(row.get('dice_vertebral_body_annotated_levels'))} | "
+                         f"{_fmt(row.get('nsd_vertebral_body'))} |")
         lines.append(f"| **mean ({len(r['cases'])} single-contrast cases)** | | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body'))}** | "
+                     f"**{_fmt(r['summary'].get('dice_vertebral_body_annotated_levels'))}** | "
                      f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** |")
         if "real_spine_pair" in res:
             p = res["real_spine_pair"]
-            lines.append(f"| {p['case']} (labels of vb1_11) | T1+T2 | {_fmt(p.get('dice_vertebral_body'))} |")
+            lines.append(f"| {p['case']} (labels of vb1_11) | T1+T2 | {_fmt(p.get('dice_vertebral_body'))} | | |")
         lines.append("")
         lines.append("By sequence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_sequence"].items()))
         lines.append("")

@@ -115,3 +115,31 @@ def test_component_detection_counts_found_missed_and_false_lesions() -> None:
     pred[3:6, 3:6, 3:6] = True
     pred[15:18, 2:4, 2:4] = True  # false
     assert component_detection(pred, truth) == {"truth": 2, "detected": 1, "predicted": 2, "false": 1}
+
+
+def test_bodies_beyond_the_annotated_levels_are_not_scored_but_extra_voxels_beside_them_are() -> None:
+    """A mask labels three bodies; the prediction also finds the body above, the segment below
+    and a look-alike beside the middle body. Array axis 0 runs superior -> inferior (as in the
+    real-spine masks), so 'above' is read from the affine, not from the index."""
+    from modicseg.model.metrics import beyond_annotated_levels, dice
+
+    affine = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    truth = np.zeros((120, 60, 10), dtype=bool)
+    pred = np.zeros_like(truth)
+    rows = [(5, 25), (30, 50), (55, 75), (80, 100), (105, 115)]  # superior -> inferior
+    for top, bottom in rows:
+        pred[top:bottom, 20:45, 2:8] = True
+    for top, bottom in rows[1:4]:
+        truth[top:bottom, 20:45, 2:8] = True
+    pred[60:70, 50:58, 2:8] = True  # beside an annotated body, touching no annotation
+    ignored = beyond_annotated_levels(pred, truth, affine)
+    assert ignored[rows[0][0]:rows[0][1], 20:45, 2:8].all() and ignored[rows[4][0]:rows[4][1], 20:45, 2:8].all()
+    assert ignored.sum() == pred[rows[0][0]:rows[0][1]].sum() + pred[rows[4][0]:rows[4][1]].sum()
+    assert not ignored[rows[1][0]:rows[3][1]].any(), "the look-alike beside the annotated levels was not scored"
+    kept = pred & ~ignored
+    assert dice(kept, truth) < 1.0
+    assert dice(kept & ~(pred & ~truth), truth) == 1.0
+    # flipped affine: the same array now runs inferior -> superior; the verdict must not change
+    flipped = affine.copy()
+    flipped[2, 0] = 1.0
+    np.testing.assert_array_equal(beyond_annotated_levels(pred, truth, flipped), ignored)

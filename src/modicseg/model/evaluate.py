@@ -12,7 +12,9 @@ from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
 from modicseg.model.inference import Segmenter
 from modicseg.model.metrics import (
+    beyond_annotated_levels,
     component_detection,
+    dice,
     dice_per_class,
     predicted_group,
     summarize,
@@ -22,7 +24,8 @@ from modicseg.model.metrics import (
 
 def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
-                   surface_tolerance_mm: float | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   surface_tolerance_mm: float | None = None,
+                   annotated_levels: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
@@ -31,6 +34,9 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     With ``surface_tolerance_mm`` the rows and summary also hold the normalised surface Dice
     (``nsd_<class>``) at that tolerance. For nested classes (lesions) the rows count objects:
     ``<class>_truth``, ``_detected``, ``_predicted``, ``_false`` (connected components).
+    With ``annotated_levels`` they also hold ``dice_<class>_annotated_levels``: Dice without the
+    predicted structures beyond the annotated levels (``metrics.beyond_annotated_levels``), for
+    masks that label only part of the spine in view.
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -62,11 +68,17 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                 value = surface_dice(predicted_group(predicted, c, case.annotated, nested), truth == c,
                                      case.labels.spacing, surface_tolerance_mm)
                 row[f"nsd_{labels[c]}"] = None if np.isnan(value) else round(value, 4)
+        if annotated_levels:
+            for c in d:
+                if c in nested:
+                    continue
+                group, annotated_truth = predicted_group(predicted, c, case.annotated, nested), truth == c
+                scored = group & ~beyond_annotated_levels(group, annotated_truth, case.labels.affine)
+                row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, annotated_truth), 4)
         rows.append(row)
     summary = summarize(per_case, labels)
-    if surface_tolerance_mm is not None:
-        for name in {k for r in rows for k in r if k.startswith("nsd_")}:
-            values = [r[name] for r in rows if r.get(name) is not None]
-            if values:
-                summary[name] = float(np.mean(values))
+    for name in {k for r in rows for k in r if k.startswith("nsd_") or k.endswith("_annotated_levels")}:
+        values = [r[name] for r in rows if r.get(name) is not None and not np.isnan(r[name])]
+        if values:
+            summary[name] = float(np.mean(values))
     return summary, rows

@@ -78,3 +78,34 @@ def component_detection(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
     hit_pred = np.unique(pred_cc[pred & truth])
     return {"truth": int(n_truth), "detected": int(np.count_nonzero(hit_truth)),
             "predicted": int(n_pred), "false": int(n_pred - np.count_nonzero(hit_pred))}
+
+
+def beyond_annotated_levels(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Predicted voxels of structures outside the annotated range of a partly labelled spine.
+
+    Masks often label only some vertebrae (e.g. T10-S1) while the field of view shows more
+    (T8, T9, the sacrum below S1). A predicted connected component (6-connectivity, as the
+    analysis separates bodies) is beyond the
+    annotated levels when it touches no annotated voxel and its centroid lies cranial to the
+    centroid of the highest annotated component or caudal to that of the lowest (world
+    superior-inferior coordinate from ``affine``, RAS). Everything else, including extra voxels
+    beside the annotated levels, stays in the comparison.
+    """
+    from scipy import ndimage
+
+    truth_cc, n_truth = ndimage.label(truth)
+    pred_cc, n_pred = ndimage.label(pred)
+    out = np.zeros(pred.shape, dtype=bool)
+    if n_truth == 0 or n_pred == 0:
+        return out
+
+    def superior(labels: np.ndarray, n: int) -> np.ndarray:
+        centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, np.arange(1, n + 1)))
+        return centroids @ np.asarray(affine)[2, :3] + float(np.asarray(affine)[2, 3])
+
+    truth_s = superior(truth_cc, n_truth)
+    pred_s = superior(pred_cc, n_pred)
+    touching = np.zeros(n_pred + 1, dtype=bool)
+    touching[np.unique(pred_cc[pred & truth])] = True
+    beyond = ~touching[1:] & ((pred_s > truth_s.max()) | (pred_s < truth_s.min()))
+    return np.concatenate([[False], beyond])[pred_cc]
