@@ -166,6 +166,30 @@ def test_closing_and_reopening_resumes(make_napari_viewer, qtbot, packed):
     assert widget.position_label.text().startswith("2 / 4 · 1 done")
 
 
+def test_reading_time_leaves_out_a_break(make_napari_viewer, qtbot, packed):
+    """30 s of reading, an hour away from the desk, 10 s more: the saved time counts the break only
+    up to the idle limit. Activity comes from real Qt key and mouse events; time from a fake clock."""
+    from modicseg.review.activity import IDLE_AFTER_S, ActivityClock
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, packed.package, "Dr Break")
+    assert widget.idle_after_s == IDLE_AFTER_S
+    now = [1000.0]
+    widget.state.activity = ActivityClock(widget.idle_after_s, now=lambda: now[0])
+    now[0] += 30.0
+    qtbot.keyClick(widget.comment, "a")
+    now[0] += 3600.0
+    qtbot.mouseMove(widget.comment)
+    qtbot.keyClick(widget.comment, "b")
+    now[0] += 10.0
+    code = widget.state.code
+    assert widget.save()
+    read = widget.session.store.get_read(widget.session.package.package_id, code, "Dr Break")
+    assert read.seconds_spent == pytest.approx(30.0 + IDLE_AFTER_S + 10.0)
+    assert widget.state.elapsed(reset=False) == 0.0  # saving restarts the clock
+    viewer.close()
+
+
 def test_screenshot_of_the_widget(make_napari_viewer, qtbot, packed_spine, tmp_path):
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1500, 940)

@@ -7,7 +7,6 @@ reader's actions.  Lesion arrays handed in and out are in display order (see
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from modicseg.analysis.config import AnalysisConfig
 from modicseg.analysis.eligibility import Eligibility
 from modicseg.analysis.vertebrae import VertebraSet
 from modicseg.core.image import LabelImage
+from modicseg.review.activity import ActivityClock
 from modicseg.review.codes import code_of_type
 from modicseg.review.db import LESION_COLUMNS, ReadRecord, ReadStore
 from modicseg.review.lesion_table import LesionRow, compare_with_model, eligibility, lesion_rows
@@ -51,7 +51,7 @@ class CaseState:
     comment: str = ""
     status: str = "new"  # "new", "in_progress", "done"
     revision: int = 0
-    clock: float = field(default_factory=time.monotonic)
+    activity: ActivityClock = field(default_factory=ActivityClock)
 
     @property
     def code(self) -> str:
@@ -113,11 +113,8 @@ class CaseState:
         return marks
 
     def elapsed(self, reset: bool = True) -> float:
-        now = time.monotonic()
-        seconds = now - self.clock
-        if reset:
-            self.clock = now
-        return seconds
+        """Reading seconds of this case since it was opened or last saved (see ``ActivityClock``)."""
+        return self.activity.elapsed(reset)
 
 
 def load_case(case: Case, lesions_grid: np.ndarray | None = None) -> CaseState:

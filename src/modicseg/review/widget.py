@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QFileDialog,
     QGridLayout,
@@ -37,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from modicseg.io.errors import ModicsegError
+from modicseg.review.activity import IDLE_AFTER_S
 from modicseg.review.codes import CODE_COLOURS, READER_TYPES, code_of_type
 from modicseg.review.lesion_table import LesionRow
 from modicseg.review.napari_reader import case_layers
@@ -57,6 +59,26 @@ def _button(text: str, tip: str, slot: Any) -> QPushButton:
     button.setToolTip(tip)
     button.clicked.connect(slot)
     return button
+
+#: environment variable: idle limit of the reading clock in seconds (0: count wall time)
+IDLE_ENV = "MODICSEG_REVIEW_IDLE_S"
+
+
+class _ActivityFilter(QObject):
+    """Marks reader activity on the open case for every mouse or key event in the application."""
+
+    KINDS = (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.Wheel, QEvent.Type.KeyPress)
+
+    def __init__(self, widget: ReviewWidget) -> None:
+        super().__init__(widget)
+        self.widget = widget
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() in self.KINDS:
+            state = self.widget.state
+            if state is not None:
+                state.activity.touch()
+        return False
 
 
 class ReviewWidget(QWidget):
@@ -80,6 +102,10 @@ class ReviewWidget(QWidget):
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._show_time)
+        idle = float(os.environ.get(IDLE_ENV, IDLE_AFTER_S))
+        #: reading time counts activity gaps up to this many seconds (None: wall time)
+        self.idle_after_s: float | None = idle if idle > 0 else None
+        self._activity = _ActivityFilter(self)
         self._removing = False
         self._build()
         # the viewer closing (or anyone deleting the lesion layer) removes it: save first
@@ -232,6 +258,9 @@ class ReviewWidget(QWidget):
         self.reader_edit.setEnabled(False)
         self.start_button.setEnabled(False)
         self._clock.start()
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._activity)
         return True
 
     # --- the case ------------------------------------------------------------------------------
@@ -268,6 +297,7 @@ class ReviewWidget(QWidget):
     def show_case(self, state: CaseState) -> None:
         """Replace the viewer's layers by this case's and refresh the table."""
         self._remove_layers()
+        state.activity.idle_after_s = self.idle_after_s
         for data, kwargs, kind in case_layers(state):
             self._layers[kwargs["name"]] = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
         self._layers["anatomy"].contour = 1  # outlines only: the marrow stays visible
@@ -488,3 +518,6 @@ class ReviewWidget(QWidget):
                 self.save()
             self.session.close()
         self.session = None
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._activity)
