@@ -170,3 +170,46 @@ def test_wrong_key_and_cli(package, exported, tmp_path, capsys):
     args = parser.parse_args(["review", "status", str(package.package)])
     assert args.func(args) == 0
     assert "Reader A: 4/4 done" in capsys.readouterr().out
+
+
+def test_reads_from_each_readers_copy_are_merged(package, exported, tmp_path, capsys):
+    """Readers A and B each read their own copy of the package (own SQLite file, own masks). The
+    export of both databases equals the export of one shared database; a case that reader A also
+    read earlier in B's copy, under another spelling, counts once, with A's latest save."""
+    import shutil
+
+    pkg = Package.open(package.package)
+    copies = {}
+    for reader in READS:
+        copy = tmp_path / f"copy-{reader[-1]}"
+        shutil.copytree(package.package, copy, ignore=shutil.ignore_patterns("reads"))
+        copies[reader] = Package.open(copy)
+    with ReadStore(copies["Reader B"].default_db_url, copies["Reader B"].default_masks_dir) as store:
+        store.save_read(pkg.package_id, pkg.codes[0], "  reader a", mask=None, status="done", eligible=False,
+                        lesions=[_lesion("L2", "superior", "3", 80.0)])  # earlier, superseded below
+    for reader, reads in READS.items():
+        copy = copies[reader]
+        with ReadStore(copy.default_db_url, copy.default_masks_dir) as store:
+            for code, (lesions, eligible) in zip(pkg.codes, reads, strict=True):
+                store.save_read(pkg.package_id, code, reader, mask=None, lesions=lesions, status="done",
+                                eligible=eligible, seconds=60.0)
+    urls = [copies[r].default_db_url for r in READS]
+    summary = export(package.package, package.key, tmp_path / "merged", db_url=urls)
+    _, shared = exported
+    assert summary["readers"] == ["Reader A", "Reader B"] and summary["databases"] == 2
+    assert summary["reads"] == 8
+    assert len(summary["merged_duplicates"]) == 1 and pkg.codes[0] in summary["merged_duplicates"][0]
+    for row in summary["agreement"]:
+        if "Unfinished" in row["raters"]:
+            continue
+        twin = _find(shared, row["measure"], row["raters"])
+        assert row["value"] == twin["value"] and row["units"] == twin["units"], row
+    # the CLI takes --db more than once and says what it merged
+    from modicseg.cli import review_cmd
+
+    parser = argparse.ArgumentParser()
+    review_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["review", "export", str(package.package), "--key", str(package.key), "-o",
+                              str(tmp_path / "cli"), "--db", urls[0], "--db", urls[1]])
+    assert args.func(args) == 0
+    assert "read in 2 databases" in capsys.readouterr().out

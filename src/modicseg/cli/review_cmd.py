@@ -3,10 +3,12 @@
   review pack ANALYSES... -o PACKAGE [--key KEY] [--seed S]   anonymised, randomised reading package
   review open PACKAGE [--reader NAME] [--db URL]                read it in napari ("Modic review")
   review status PACKAGE [--db URL]                              cases done per reader
-  review export PACKAGE --key KEY -o DIR [--db URL]             tables and agreement (kappa, ICC)
+  review export PACKAGE --key KEY -o DIR [--db URL]...          tables and agreement (kappa, ICC)
 
 Reads are kept in PACKAGE/reads/reads.sqlite unless --db gives another database URL (e.g.
 postgresql+psycopg://host/modic_reads for multi-site reading; install a PostgreSQL driver).
+Readers who each read their own copy of the package are merged at export: give every copy's
+database, e.g. --db sqlite:////data/copy-A/reads/reads.sqlite --db sqlite:////data/copy-B/reads/reads.sqlite.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("package", type=Path, metavar="PACKAGE")
     export.add_argument("--key", type=Path, required=True, metavar="KEY")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
-    export.add_argument("--db", metavar="URL", help="reads database URL (default: the package's SQLite file)")
-    export.add_argument("--masks", type=Path, metavar="DIR", help="folder of edited masks")
+    export.add_argument("--db", metavar="URL", action="append",
+                        help="reads database URL, repeat to merge several (default: the package's SQLite file)")
+    export.add_argument("--masks", type=Path, metavar="DIR",
+                        help="folder of edited masks (default: beside each SQLite file, else the package's)")
     export.add_argument("--include-unfinished", action="store_true", help="count reads not marked done")
     export.set_defaults(func=run)
 
@@ -101,6 +105,8 @@ def _export(args: argparse.Namespace) -> int:
     summary = export(args.package, args.key, args.output, db_url=args.db, masks_dir=args.masks,
                      include_unfinished=args.include_unfinished)
     print(f"{summary['reads']} read(s) by {len(summary['readers'])} reader(s) exported to {args.output}/")
+    for note in summary["merged_duplicates"]:
+        print(f"  note: {note}")
     for row in summary["agreement"]:
         if row["statistic"] != "ICC(2,1)" or row["value"] is not None:
             value = "n/a" if row["value"] is None else f"{row['value']:.2f}"

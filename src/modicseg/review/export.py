@@ -13,7 +13,9 @@ Writes into DIR (all or nothing):
   endplate, over the units where at least one compared rater found a lesion (0 for the others).
 
 Only reads marked done count unless ``include_unfinished``; a comparison uses the cases that
-every compared rater has read.
+every compared rater has read. Reads may come from several databases (readers who each read a
+copy of the package): they are merged, and a case read by the same reader in more than one keeps
+its latest save (the summary lists such cases).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from modicseg.review import agreement as agr
 from modicseg.review.codes import ENDPLATES
 from modicseg.review.db import ReadRecord, ReadStore
 from modicseg.review.key import KeyEntry, read_key
-from modicseg.review.package import Package
+from modicseg.review.package import Package, reader_key
 
 MODEL = "model"
 NONE = "none"
@@ -144,16 +147,59 @@ def agreement_rows(package: Package, ratings: dict[str, dict[str, Rating]]) -> l
     return rows
 
 
-def export(package_path: str | Path, key_path: str | Path, out: str | Path, db_url: str | None = None,
-           masks_dir: str | Path | None = None, include_unfinished: bool = False) -> dict[str, Any]:
-    """Write the export tables into ``out``; returns the agreement summary."""
+def read_sources(package: Package, db_urls: str | Sequence[str] | None,
+                 masks_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(database URL, masks folder) of each reads database: the package's own by default; the
+    masks of an SQLite file are the ``masks`` folder beside it when there is one (a package copy's
+    ``reads/``), else ``masks_dir`` or the package's."""
+    urls = [db_urls] if isinstance(db_urls, str) else list(db_urls or [package.default_db_url])
+    sources = []
+    for url in urls:
+        masks = Path(masks_dir) if masks_dir is not None else package.default_masks_dir
+        if masks_dir is None and url.startswith("sqlite:///"):
+            beside = Path(url.removeprefix("sqlite:///")).parent / "masks"
+            masks = beside if beside.is_dir() else masks
+        sources.append((url, masks))
+    return sources
+
+
+def collect_reads(package: Package, sources: Sequence[tuple[str, Path]],
+                  status: str | None) -> tuple[list[ReadRecord], list[str]]:
+    """The reads of the package in all databases, one per (case, reader): where the same reader read
+    a case in several databases the latest save is kept; the notes name those cases."""
+    latest: dict[tuple[str, str], ReadRecord] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for url, masks in sources:
+        with ReadStore(url, masks) as store:
+            for record in store.reads(package.package_id, status):
+                unit = (record.case_code, reader_key(record.reader))
+                seen[unit] = seen.get(unit, 0) + 1
+                if unit not in latest or record.updated_at > latest[unit].updated_at:
+                    latest[unit] = record
+    # one spelling per reader ("Dr A" in one database, "dr a" in another): that of the latest save
+    newest: dict[str, ReadRecord] = {}
+    for (_, key), record in latest.items():
+        if key not in newest or record.updated_at > newest[key].updated_at:
+            newest[key] = record
+    for (_, key), record in latest.items():
+        record.reader = newest[key].reader
+    notes = [f"case {code}, reader {newest[key].reader}: read in {n} databases, the latest save is used"
+             for (code, key), n in sorted(seen.items()) if n > 1]
+    return sorted(latest.values(), key=lambda r: (r.case_code, r.reader)), notes
+
+
+def export(package_path: str | Path, key_path: str | Path, out: str | Path,
+           db_url: str | Sequence[str] | None = None, masks_dir: str | Path | None = None,
+           include_unfinished: bool = False) -> dict[str, Any]:
+    """Write the export tables into ``out``; returns the agreement summary. ``db_url``: one reads
+    database URL or several (merged, see ``collect_reads``); default the package's SQLite file."""
     package = Package.open(package_path)
     key = read_key(Path(key_path), package.package_id)
     missing = sorted(set(package.codes) - set(key))
     if missing:
         raise InputError(f"{key_path}: the key lacks case(s) {', '.join(missing[:5])}")
-    with ReadStore(db_url or package.default_db_url, masks_dir or package.default_masks_dir) as store:
-        records = store.reads(package.package_id, None if include_unfinished else "done")
+    sources = read_sources(package, db_url, masks_dir)
+    records, merge_notes = collect_reads(package, sources, None if include_unfinished else "done")
     ratings = _ratings(package, records)
 
     def who(code: str) -> dict[str, str]:
@@ -180,6 +226,7 @@ def export(package_path: str | Path, key_path: str | Path, out: str | Path, db_u
     agreement = agreement_rows(package, ratings)
     summary = {"package_id": package.package_id, "readers": sorted(r for r in ratings if r != MODEL),
                "reads": len(records), "only_done": not include_unfinished,
+               "databases": len(sources), "merged_duplicates": merge_notes,
                "icc": "ICC(2,1): two-way random effects, absolute agreement, single rater (Shrout & Fleiss 1979)",
                "agreement": agreement}
     with atomic_output_dir(out) as tmp:
