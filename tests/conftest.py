@@ -36,3 +36,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL template of a throwaway PostgreSQL server (skipped without the server binaries or psycopg)."""
+    pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) not installed")
+    from tests.postgres_server import running_server, server_binaries
+
+    bindir = server_binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
+    with running_server(bindir) as template:
+        yield template
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the throwaway server."""
+    from tests.postgres_server import create_database
+
+    url, _ = create_database(postgres_server)
+    return url

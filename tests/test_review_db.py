@@ -1,4 +1,5 @@
-"""The reads database: SQLite WAL, schema version, one transaction per save, resume, time per case."""
+"""The reads database: SQLite WAL, schema version, one transaction per save, resume, time per case.
+Every behaviour runs on SQLite and on a real PostgreSQL server (throwaway, see conftest)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,21 @@ from modicseg.review.db import SCHEMA_VERSION, ReadStore, reader_folder
 PKG = "p" * 32
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'reads' / 'reads.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def store(tmp_path):
+def store(database_url, tmp_path):
+    with ReadStore(database_url, tmp_path / "masks") as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     with ReadStore(f"sqlite:///{tmp_path / 'reads' / 'reads.sqlite'}", tmp_path / "masks") as s:
         yield s
 
@@ -31,7 +45,8 @@ LESION = {"level": "L4", "endplate": "inferior", "status": "edited", "type": "1"
           "volume_mm3": 120.5, "height_fraction": 0.3, "type_fractions": {"1": 1.0}, "model_id": 1}
 
 
-def test_sqlite_wal_schema_version_and_tables(store, tmp_path):
+def test_sqlite_wal_schema_version_and_tables(sqlite_store, tmp_path):
+    store = sqlite_store
     assert store.schema_version == SCHEMA_VERSION
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -95,3 +110,30 @@ def test_newer_schema_is_refused(tmp_path):
         conn.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(InputError, match="newer"):
         ReadStore(f"sqlite:///{path}", tmp_path)
+
+
+def test_readers_opening_and_saving_at_the_same_time(database_url, tmp_path):
+    """Four readers start at once on an empty database (each creates the schema if missing), then
+    save ten cases each at the same time: every store opens, every save lands once."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    start = Barrier(4)
+
+    def read(reader: str) -> list[int]:
+        start.wait()
+        with ReadStore(database_url, tmp_path / "masks") as own:
+            return [own.save_read(PKG, f"C{n:02d}", reader, mask=_mask(), lesions=[LESION], status="done",
+                                  seconds=5.0).revision for n in range(10)]
+
+    with ThreadPoolExecutor(4) as pool:
+        revisions = list(pool.map(read, ["Ann", "Ben", "Cat", "Dan"]))
+    assert revisions == [[1] * 10] * 4
+    with ReadStore(database_url, tmp_path / "masks") as check:
+        assert check.schema_version == SCHEMA_VERSION
+        progress = check.progress(PKG)
+        assert {name: counts["done"] for name, counts in progress.items()} == {"Ann": 10, "Ben": 10, "Cat": 10,
+                                                                              "Dan": 10}
+        assert all(len(r.lesions) == 1 and check.load_mask(r) is not None for r in check.reads(PKG))
+        with check.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == 1

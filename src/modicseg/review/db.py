@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,14 +172,25 @@ class ReadStore:
 
     # --- schema -------------------------------------------------------------------------------
     def _init_schema(self) -> None:
-        with self.engine.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
-            version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-            if version is None:
-                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-            elif version > SCHEMA_VERSION:
-                raise InputError(f"reads database {self.url}: schema {version} is newer than this modicseg "
-                                 f"({SCHEMA_VERSION}); update modicseg")
+        """Create the tables if missing and check the schema version. Readers who open a new
+        database at the same moment race to create it: the loser sees "already exists" (or a
+        duplicate version row) and simply looks again."""
+        for attempt in range(10):
+            try:
+                with self.engine.begin() as conn:
+                    metadata.create_all(conn, checkfirst=True)
+                    version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+                    if version is None:
+                        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                break
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                racing = isinstance(exc, sa.exc.IntegrityError) or "already exists" in str(exc.orig)
+                if not racing or attempt == 9:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        if version is not None and version > SCHEMA_VERSION:
+            raise InputError(f"reads database {self.url}: schema {version} is newer than this modicseg "
+                             f"({SCHEMA_VERSION}); update modicseg")
 
     @property
     def schema_version(self) -> int:
