@@ -71,6 +71,18 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
     return out
 
 
+def own_peak_rss_mb() -> float:
+    """Peak resident memory of this process image. Linux carries ``ru_maxrss`` across fork and exec
+    (a child started by a large parent reports the parent's size), so read the high-water mark of
+    the current address space (``VmHWM``) where there is one."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timing_child(model: str, files: list[str], device: str, precision: str, threads: int) -> None:
     """(child process) load the model once, segment each study, print JSON timings + peak RSS."""
     import torch
@@ -96,7 +108,7 @@ def timing_child(model: str, files: list[str], device: str, precision: str, thre
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     print(json.dumps({"load_model_s": load_s, "warmup_s": warmup_s, "studies": rows, "device": str(seg.device),
                       "autocast": str(seg.dtype), "threads": threads,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_rss_mb": own_peak_rss_mb(),
                       "peak_gpu_mb": peak_gpu}))
 
 
