@@ -59,22 +59,19 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
         row.update({f"dice_{labels[c]}": (None if np.isnan(v) else round(v, 4)) for c, v in d.items()})
         truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
         for c in d:
-            if c not in nested:  # nested classes (lesions) are objects: count them too
+            class_truth = truth == c
+            if c in nested:  # nested classes (lesions) are objects: count them too
+                found = component_detection(predicted == c, class_truth)
+                row.update({f"{labels[c]}_{k}": v for k, v in found.items()})
+            if surface_tolerance_mm is None and not annotated_levels:
                 continue
-            found = component_detection(predicted == c, truth == c)
-            row.update({f"{labels[c]}_{k}": v for k, v in found.items()})
-        if surface_tolerance_mm is not None:
-            for c in d:
-                value = surface_dice(predicted_group(predicted, c, case.annotated, nested), truth == c,
-                                     case.labels.spacing, surface_tolerance_mm)
+            group = predicted_group(predicted, c, case.annotated, nested)
+            if surface_tolerance_mm is not None:
+                value = surface_dice(group, class_truth, case.labels.spacing, surface_tolerance_mm)
                 row[f"nsd_{labels[c]}"] = None if np.isnan(value) else round(value, 4)
-        if annotated_levels:
-            for c in d:
-                if c in nested:
-                    continue
-                group, annotated_truth = predicted_group(predicted, c, case.annotated, nested), truth == c
-                scored = group & ~beyond_annotated_levels(group, annotated_truth, case.labels.affine)
-                row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, annotated_truth), 4)
+            if annotated_levels and c not in nested:
+                scored = group & ~beyond_annotated_levels(group, class_truth, case.labels.affine)
+                row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
         rows.append(row)
     summary = summarize(per_case, labels)
     for name in {k for r in rows for k in r if k.startswith("nsd_") or k.endswith("_annotated_levels")}:

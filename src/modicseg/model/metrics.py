@@ -85,11 +85,10 @@ def beyond_annotated_levels(pred: np.ndarray, truth: np.ndarray, affine: np.ndar
 
     Masks often label only some vertebrae (e.g. T10-S1) while the field of view shows more
     (T8, T9, the sacrum below S1). A predicted connected component (6-connectivity, as the
-    analysis separates bodies) is beyond the
-    annotated levels when it touches no annotated voxel and its centroid lies cranial to the
-    centroid of the highest annotated component or caudal to that of the lowest (world
-    superior-inferior coordinate from ``affine``, RAS). Everything else, including extra voxels
-    beside the annotated levels, stays in the comparison.
+    analysis separates bodies) is beyond the annotated levels when it touches no annotated voxel
+    and its centroid lies cranial to the centroid of the highest annotated component or caudal to
+    that of the lowest (world superior-inferior coordinate from ``affine``, RAS). Everything else,
+    including extra voxels beside the annotated levels, stays in the comparison.
     """
     from scipy import ndimage
 

@@ -167,20 +167,20 @@ def collect_reads(package: Package, sources: Sequence[tuple[str, Path]],
                   status: str | None) -> tuple[list[ReadRecord], list[str]]:
     """The reads of the package in all databases, one per (case, reader): where the same reader read
     a case in several databases the latest save is kept; the notes name those cases."""
-    latest: dict[tuple[str, str], ReadRecord] = {}
+    latest: dict[tuple[str, str], ReadRecord] = {}  # (case, reader key) -> its latest read
+    newest: dict[str, ReadRecord] = {}  # reader key -> the reader's latest read of any case
     seen: dict[tuple[str, str], int] = {}
     for url, masks in sources:
         with ReadStore(url, masks) as store:
             for record in store.reads(package.package_id, status):
-                unit = (record.case_code, reader_key(record.reader))
+                key = reader_key(record.reader)
+                unit = (record.case_code, key)
                 seen[unit] = seen.get(unit, 0) + 1
                 if unit not in latest or record.updated_at > latest[unit].updated_at:
                     latest[unit] = record
+                if key not in newest or record.updated_at > newest[key].updated_at:
+                    newest[key] = record
     # one spelling per reader ("Dr A" in one database, "dr a" in another): that of the latest save
-    newest: dict[str, ReadRecord] = {}
-    for (_, key), record in latest.items():
-        if key not in newest or record.updated_at > newest[key].updated_at:
-            newest[key] = record
     for (_, key), record in latest.items():
         record.reader = newest[key].reader
     notes = [f"case {code}, reader {newest[key].reader}: read in {n} databases, the latest save is used"

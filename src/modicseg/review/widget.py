@@ -60,6 +60,7 @@ def _button(text: str, tip: str, slot: Any) -> QPushButton:
     button.clicked.connect(slot)
     return button
 
+
 #: environment variable: idle limit of the reading clock in seconds (0: count wall time)
 IDLE_ENV = "MODICSEG_REVIEW_IDLE_S"
 
