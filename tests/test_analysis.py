@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from scipy import ndimage
 
 from modicseg.analysis.config import AnalysisConfig, EligibilityConfig, GradingConfig, TypingConfig, load_config
 from modicseg.analysis.eligibility import assess
@@ -159,6 +160,55 @@ def test_touching_bodies_are_split_at_the_disc() -> None:
     heights = [v.height_mm for v in vset.vertebrae]
     assert max(abs(h - 26.0) for h in heights) < 1.5, heights
     assert any("split" in w for w in vset.warnings)
+
+
+def test_disc_voxels_inside_a_body_do_not_split_it() -> None:
+    """A few disc voxels that a network puts in a degenerate or fractured body must not cut it in two
+    (that would add a vertebra and shift every level name counted up from S1)."""
+    ph = make_phantom([])
+    labels = ph.labels.array.copy()
+    cfg = AnalysisConfig().vertebrae
+    l3 = find_vertebrae(labels, ph.labels.affine, cfg).vertebrae[LEVELS.index("L3")]
+    ijk = np.argwhere(labels == 1)
+    rel = ph.labels.world_coordinates(ijk) - l3.centre_ras
+    along = rel @ l3.axis_ras
+    across = np.linalg.norm(rel - along[:, None] * l3.axis_ras, axis=1)
+    blob = ijk[(np.abs(along) < 1.5) & (across < 8.0)]  # a flat patch across the body's middle
+    labels[tuple(blob.T)] = 2
+    voxel_mm3 = abs(np.linalg.det(ph.labels.affine[:3, :3]))
+    disc_mm3 = (ph.labels.array == 2).sum() * voxel_mm3 / (len(LEVELS) - 1)
+    assert cfg.min_disc_volume_mm3 < len(blob) * voxel_mm3 < cfg.split_min_disc_fraction * disc_mm3
+    vset = find_vertebrae(labels, ph.labels.affine, cfg)
+    assert name_levels(len(vset.vertebrae)) == list(LEVELS)
+    centres = [round(float(v.centre_ras[2])) for v in vset.vertebrae]
+    assert centres[LEVELS.index("L3")] == round(float(l3.centre_ras[2]))
+
+
+def test_a_sliver_of_sacrum_below_s1_does_not_shift_the_names() -> None:
+    """A network's small piece of the second sacral segment is not a vertebra, unless the field of view cuts it."""
+    ph = make_phantom([], levels=(*LEVELS, "S2"))
+    labels = ph.labels.array.copy()
+    cfg = AnalysisConfig().vertebrae
+    vset = find_vertebrae(labels, ph.labels.affine, cfg)
+    s2 = vset.vertebrae[-1]
+    ijk = np.argwhere(vset.instances == s2.label)
+    far = np.linalg.norm(ph.labels.world_coordinates(ijk) - s2.centre_ras, axis=1) > 9.5
+    labels[tuple(ijk[far].T)] = 0  # what is left: a ball of about 3600 mm³, an eighth of a body
+    discs, count = ndimage.label(labels == 2)
+    labels[discs == count] = 0  # no disc between the sliver and S1 (the discs are numbered top to bottom)
+    sliver = np.argwhere(np.isin(labels, (1, 3)) & (vset.instances == s2.label))
+    voxel_mm3 = abs(np.linalg.det(ph.labels.affine[:3, :3]))
+    assert cfg.min_volume_mm3 < len(sliver) * voxel_mm3 < cfg.min_volume_fraction * s2.volume_mm3
+    assert sliver.min(axis=0)[1] > 0 and sliver.max(axis=0)[1] < labels.shape[1] - 1  # inside the field of view
+    kept = find_vertebrae(labels, ph.labels.affine, cfg)
+    assert len(kept.vertebrae) == len(LEVELS)
+    assert max(np.linalg.norm(v.centre_ras - w.centre_ras) for v, w in
+               zip(kept.vertebrae, vset.vertebrae[:-1], strict=True)) < 0.5
+    assert any("median body" in w for w in kept.warnings)
+    # the same piece cut by the lower edge of the field of view may be a body the scan barely caught: kept
+    j = int(np.median(sliver[:, 1]))
+    cut = find_vertebrae(labels[:, : j + 1], ph.labels.affine, cfg)
+    assert len(cut.vertebrae) == len(LEVELS) + 1 and cut.vertebrae[-1].truncated
 
 
 def test_lesion_across_a_disc_is_two_lesions_and_small_ones_are_dropped() -> None:

@@ -48,6 +48,10 @@ class VertebraConfig:
     """Vertebral-body instances and level naming."""
 
     min_volume_mm3: float = 1500.0  # body components smaller than this are noise
+    min_volume_fraction: float = 0.15  # ... and those under this share of the median body, unless cut by the
+    #                                    field of view (a sliver of the sacrum would shift every level name)
+    split_min_disc_fraction: float = 0.3  # discs under this share of the median disc do not split bodies
+    #                                       (disc voxels inside a body, rudimentary sacral discs)
     min_disc_volume_mm3: float = 100.0  # disc components smaller than this are not used to split
     split_min_side_fraction: float = 0.15  # a disc splits a body when both sides hold this share
     lowest_level: str = "S1"  # name of the lowest vertebra (override when the sacrum is not in view)

@@ -107,6 +107,19 @@ def _thickness(rel: np.ndarray, axes: np.ndarray, affine: np.ndarray, cell_mm: f
     return float(np.median(top - bottom) + 2 * geo.half_extent_along(affine, axes[:, 0]))
 
 
+def splitting_discs(discs: list[Disc], config: VertebraConfig) -> list[Disc]:
+    """The discs large enough to split touching bodies: at least ``split_min_disc_fraction`` of the median.
+
+    A network can label a few disc voxels inside a body (a degenerate or fractured body, a Schmorl
+    node) or a rudimentary disc between fused sacral segments; cutting a body there splits it in two
+    and shifts every level name counted up from S1.
+    """
+    if not discs:
+        return []
+    floor = config.split_min_disc_fraction * float(np.median([d.volume_mm3 for d in discs]))
+    return [d for d in discs if d.volume_mm3 >= floor]
+
+
 def _split_by_discs(points: np.ndarray, discs: list[Disc], min_fraction: float) -> list[np.ndarray]:
     """Index arrays of the parts of one component after cutting it by the discs inside it."""
     parts = [np.arange(len(points))]
@@ -202,7 +215,6 @@ def central_chord(values: np.ndarray, affine: np.ndarray, centre: np.ndarray, ax
 def measure_vertebra(mask: np.ndarray, affine: np.ndarray, label: int,
                      tangent: np.ndarray | None = None) -> Vertebra:
     """Geometry of one body given as a boolean mask on the full grid."""
-    shape = np.array(mask.shape)
     box = geo.bounding_box(mask, pad=3)
     sub = mask[box]
     sub_affine = geo.box_affine(affine, box)
@@ -229,17 +241,32 @@ def measure_vertebra(mask: np.ndarray, affine: np.ndarray, label: int,
     height_chord = central_chord(values, sub_affine, centre, axis, ap,
                                  radius_mm=CENTRAL_RADIUS_FRACTION * (depth_chord[1] - depth_chord[0]))
 
-    lo = np.array([s.start for s in box]) + ijk.min(axis=0)
-    hi = np.array([s.start for s in box]) + ijk.max(axis=0)
-    direction = affine[:3, :3] / spacing
-    in_plane = np.abs(geo.RIGHT @ direction) < 0.7
-    touches = (lo == 0) | (hi == shape - 1)
+    full_ijk = ijk + [s.start for s in box]
     return Vertebra(
         label=label, voxels=len(points), volume_mm3=float(len(points) * voxel_volume), centre_ras=centre,
         axis_ras=axis, ap_axis_ras=ap, height_mm=float(height_chord[1] - height_chord[0]),
         superior_mm=float(height_chord[1]), inferior_mm=float(height_chord[0]),
         ap_depth_mm=float(depth_chord[1] - depth_chord[0]), anterior_mm=float(depth_chord[1]),
-        posterior_mm=float(depth_chord[0]), truncated=bool((touches & in_plane).any()), axis_method=method)
+        posterior_mm=float(depth_chord[0]), truncated=_touches_in_plane_edge(full_ijk, mask.shape, affine),
+        axis_method=method)
+
+
+def _touches_in_plane_edge(ijk: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> bool:
+    """Whether voxels reach the edge of the field of view along an in-plane (not left-right) axis."""
+    direction = affine[:3, :3] / geo.spacing_of(affine)
+    in_plane = np.abs(geo.RIGHT @ direction) < 0.7
+    touches = (ijk.min(axis=0) == 0) | (ijk.max(axis=0) == np.array(shape) - 1)
+    return bool((touches & in_plane).any())
+
+
+def _drop_slivers(pieces: list[np.ndarray], shape: tuple[int, ...], affine: np.ndarray,
+                  fraction: float) -> tuple[list[np.ndarray], int]:
+    """Pieces without those under ``fraction`` of the median piece size that the field of view does not cut."""
+    if len(pieces) < 3 or fraction <= 0:
+        return pieces, 0
+    floor = fraction * float(np.median([len(p) for p in pieces]))
+    kept = [p for p in pieces if len(p) >= floor or _touches_in_plane_edge(p, shape, affine)]
+    return kept, len(pieces) - len(kept)
 
 
 def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfig) -> VertebraSet:
@@ -248,6 +275,7 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
     voxel_volume = abs(np.linalg.det(affine[:3, :3]))
     body = np.isin(labels, BODY_VALUES)
     discs = find_discs(labels, affine, config)
+    cutting = splitting_discs(discs, config)
     comp, _ = _components(body)
     pieces: list[np.ndarray] = []  # voxel index arrays (N, 3)
     warnings: list[str] = []
@@ -260,7 +288,7 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
             dropped += 1
             continue
         points = geo.world_points(affine, ijk)
-        parts = _split_by_discs(points, discs, config.split_min_side_fraction)
+        parts = _split_by_discs(points, cutting, config.split_min_side_fraction)
         if len(parts) > 1:
             warnings.append(f"{len(parts)} touching vertebral bodies were split at the discs between them")
         for part in parts:
@@ -278,6 +306,10 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
                     dropped += 1
     if dropped:
         warnings.append(f"{dropped} body fragment(s) under {config.min_volume_mm3:g} mm³ ignored")
+    pieces, slivers = _drop_slivers(pieces, labels.shape, affine, config.min_volume_fraction)
+    if slivers:
+        warnings.append(f"{slivers} body fragment(s) under {config.min_volume_fraction:.0%} of the median body "
+                        "volume ignored")
     centres = [geo.world_points(affine, p).mean(axis=0) for p in pieces]
     order = np.argsort([-c[2] for c in centres])  # superior first
     pieces = [pieces[i] for i in order]
