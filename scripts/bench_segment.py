@@ -36,6 +36,10 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _named(row: dict) -> str:
+    return f"{row['levels_named_right']}/{row['levels_reference']}" if "levels_reference" in row else "-"
+
+
 def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, device: str, precision: str) -> dict:
     from modicseg.model.cases import load_labelled_cases
     from modicseg.model.evaluate import evaluate_cases
@@ -52,7 +56,7 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
     if real is not None and real.is_dir():
         cases = load_labelled_cases(real)
         summary, rows = evaluate_cases(seg, cases, surface_tolerance_mm=SURFACE_TOLERANCE_MM,
-                                       annotated_levels=True)
+                                       annotated_levels=True, level_names=True)
         for row, case in zip(rows, cases, strict=True):
             row["sequence"] = case.info.get("sequence")
         by_name = {c.name: c for c in cases}
@@ -160,19 +164,20 @@ def markdown(res: dict) -> str:
     if "real_spine" in res:
         r = res["real_spine"]
         lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | Dice, annotated levels only | "
-                  f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm |", "|---|---|---|---|---|"]
+                  f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm | levels named like the mask | wrong names |",
+                  "|---|---|---|---|---|---|---|"]
         for row in r["cases"]:
             lines.append(f"| {row['case']} | {row['sequence']} ({row['contrasts']}) | "
                          f"{_fmt(row.get('dice_vertebral_body'))} | "
                          f"{_fmt(row.get('dice_vertebral_body_annotated_levels'))} | "
-                         f"{_fmt(row.get('nsd_vertebral_body'))} |")
+                         f"{_fmt(row.get('nsd_vertebral_body'))} | {_named(row)} | {row.get('levels_wrong') or ''} |")
         lines.append(f"| **mean ({len(r['cases'])} single-contrast cases)** | | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body'))}** | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body_annotated_levels'))}** | "
-                     f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** |")
+                     f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** | **{_named(r['summary'])}** | |")
         if "real_spine_pair" in res:
             p = res["real_spine_pair"]
-            lines.append(f"| {p['case']} (labels of vb1_11) | T1+T2 | {_fmt(p.get('dice_vertebral_body'))} | | |")
+            lines.append(f"| {p['case']} (labels of vb1_11) | T1+T2 | {_fmt(p.get('dice_vertebral_body'))} | | | | |")
         lines.append("")
         lines.append("By sequence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_sequence"].items()))
         lines.append("")

@@ -6,8 +6,9 @@ For every case of ``../shared/real-spine`` (or those named), segments the image 
 counts true-positive, extra (predicted body, not in the mask) and missed voxels, splits the extra
 voxels into those of structures beyond the annotated levels (``metrics.beyond_annotated_levels``)
 and the rest, and writes ``<case>.png``: three sagittal slices with the agreement in green, extra
-voxels in red and missed voxels in blue. ``summary.csv`` holds the counts. Output goes to the
-folder given, never into the repository.
+voxels in red and missed voxels in blue. ``summary.csv`` holds the counts, voxel precision and
+recall, and ``dice_convention_bound`` (see ``convention_bound``). Output goes to the folder given,
+never into the repository.
 """
 
 from __future__ import annotations
@@ -22,6 +23,41 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+def convention_bound(pred: np.ndarray, truth: np.ndarray, slice_axis: int, si_axis: int) -> np.ndarray:
+    """The prediction stripped, with the mask's help, of what a labelling convention could explain.
+
+    Drops predicted components touching no mask voxel, voxels outside the mask's cranio-caudal and
+    left-right range, voxels more than 3 voxels below the lowest mask voxel of their column (the
+    sacrum below S1), then erodes one voxel within each sagittal slice. Dice of the result against
+    the mask bounds what boundary conventions alone can explain (an oracle, not a method).
+    """
+    from scipy import ndimage
+
+    comp, _ = ndimage.label(pred)
+    touched = np.unique(comp[truth & pred])
+    out = np.isin(comp, touched[touched > 0])
+    for axis in (si_axis, slice_axis):
+        other = tuple(a for a in range(3) if a != axis)
+        where = np.flatnonzero(truth.any(axis=other))
+        keep = np.zeros(truth.shape[axis], dtype=bool)
+        keep[where[0]:where[-1] + 1] = True
+        out &= np.expand_dims(keep, other)
+    moved = np.moveaxis(truth, si_axis, 0)
+    has = moved.any(axis=0)
+    lowest = np.where(has, moved.shape[0] - 1 - np.argmax(moved[::-1], axis=0), moved.shape[0])
+    rows = np.arange(moved.shape[0]).reshape(-1, 1, 1)
+    out &= np.moveaxis(rows <= lowest[None] + 3, 0, si_axis)
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[(1,) * 3] = True
+    for axis in range(3):
+        if axis != slice_axis:
+            for k in (0, 2):
+                index = [1, 1, 1]
+                index[axis] = k
+                in_plane[tuple(index)] = True
+    return ndimage.binary_erosion(out, in_plane)
+
 
 COLOURS = {"agree": (0.0, 1.0, 0.0, 0.35), "extra": (1.0, 0.0, 0.0, 0.5), "missed": (0.0, 0.3, 1.0, 0.5)}
 
@@ -85,6 +121,12 @@ def main() -> int:
                      "extra_beyond_annotated_levels": int(beyond.sum()),
                      "extra_other": int((pred & ~truth & ~beyond).sum()), "missed": int((truth & ~pred).sum())})
         slice_axis = int(np.argmax(np.abs(case.labels.affine[0, :3])))  # the left-right (sagittal slice) axis
+        si_axis = int(np.argmax(np.abs(case.labels.affine[2, :3])))
+        agree = rows[-1]["agree"]
+        rows[-1].update({"precision": round(agree / max(int(pred.sum()), 1), 3),
+                         "recall": round(agree / max(rows[-1]["truth_voxels"], 1), 3),
+                         "dice_convention_bound": round(dice(convention_bound(pred, truth, slice_axis, si_axis),
+                                                             truth), 4)})
         overlay(args.output / f"{case.name}.png", f"{case.name} ({rows[-1]['sequence']})",
                 np.asarray(image.array, dtype=float), pred, truth, slice_axis)
         print(", ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)

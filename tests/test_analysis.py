@@ -325,3 +325,19 @@ def test_garbage_label_maps_do_not_break_the_analysis(seed) -> None:
     cfg.vertebrae.min_volume_mm3 = 50.0
     report = analyze_images(image, t1, t2, config=cfg)
     validate_report(report.to_dict())
+
+
+def test_level_agreement_counts_bodies_named_like_the_reference() -> None:
+    from modicseg.analysis.level_agreement import level_agreement
+
+    ph = make_phantom([])
+    vset = find_vertebrae(ph.labels.array, ph.labels.affine, AnalysisConfig().vertebrae)
+    reference = vset.instances * 10  # instance values need not be level codes
+    levels = {10 * (i + 1): name for i, name in enumerate(LEVELS)}
+    right = level_agreement(ph.labels.array, ph.labels.affine, reference, levels)
+    assert right["levels_named_right"] == len(LEVELS) and right["levels_missed"] == 0
+    # a network that misses S1: every name above it shifts by one
+    no_s1 = np.where(vset.instances == len(LEVELS), 0, ph.labels.array).astype(np.uint8)
+    shifted = level_agreement(no_s1, ph.labels.affine, reference, levels)
+    assert shifted["levels_named_right"] == 0 and shifted["levels_missed"] == 1
+    assert shifted["per_level"][LEVELS.index("L5")]["named"] == "S1"

@@ -279,3 +279,22 @@ def test_shipped_model_segments_a_synthetic_study() -> None:
     dice = dice_per_class(result.labels.array, case.labels.array, (1, 2, 3))
     assert dice[1] > 0.8 and dice[2] > 0.7  # a regression guard, far below the measured 0.93 / 0.90
     assert (SHIPPED / "model.pt").stat().st_size < 50 * 2**20
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+@pytest.mark.parametrize("case", ["vb1_10", "vb1_12", "vb1_16"])
+def test_shipped_model_and_analysis_name_real_levels_like_the_masks(case, shared_dir) -> None:
+    """On real scans the network leaves fragments (a sliver of S2, disc voxels in a fractured body, a
+    rudimentary sacral disc); the analysis must still give every annotated body its level name."""
+    from modicseg.analysis.level_agreement import level_agreement
+    from modicseg.model.cases import load_labelled_cases
+
+    torch.set_num_threads(2)
+    [real] = [c for c in load_labelled_cases(shared_dir / "real-spine") if c.name == case]
+    labels = Segmenter.load(SHIPPED, device="cpu").segment(t1=real.t1, t2=real.t2)
+    reference = nib.load(real.info["level_map"])
+    found = level_agreement(np.asarray(labels.array), labels.affine, np.asarray(reference.dataobj),
+                            real.info["level_names"])
+    wrong = [p for p in found["per_level"] if not p.get("right")]
+    assert not wrong, wrong
+    assert found["levels_named_right"] == len(real.info["level_names"]) >= 8

@@ -152,7 +152,9 @@ def _load_real_spine_case(folder: Path, overrides: Mapping[str, Any]) -> Labelle
     annotated = overrides.get("annotated_classes") or [1]
     return _finish(folder.name, image if channel == "T1" else None, image if channel == "T2" else None,
                    labels, label_map, annotated,  # type: ignore[arg-type]
-                   {"layout": "real-spine", "sequence": sequence, "path": str(folder)})
+                   {"layout": "real-spine", "sequence": sequence, "path": str(folder),
+                    "level_map": str(folder / meta.get("label_file", "vertebrae.nii.gz")),
+                    "level_names": {int(k): str(v) for k, v in meta.get("levels", {}).items()}})
 
 
 def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]:

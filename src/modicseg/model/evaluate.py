@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modicseg.analysis.level_agreement import level_agreement
+from modicseg.core.convert import load_nifti
+from modicseg.core.image import LabelImage
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
 from modicseg.model.inference import Segmenter
@@ -25,7 +29,8 @@ from modicseg.model.metrics import (
 def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
                    surface_tolerance_mm: float | None = None,
-                   annotated_levels: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   annotated_levels: bool = False,
+                   level_names: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
@@ -37,6 +42,9 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     With ``annotated_levels`` they also hold ``dice_<class>_annotated_levels``: Dice without the
     predicted structures beyond the annotated levels (``metrics.beyond_annotated_levels``), for
     masks that label only part of the spine in view.
+    With ``level_names``, cases whose ``info`` names the level of every body of an instance map
+    (``level_map``, ``level_names``: real-spine) also get ``levels_named_right`` of
+    ``levels_reference``: the analysis's level names on the prediction against the mask's.
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -72,10 +80,27 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
             if annotated_levels and c not in nested:
                 scored = group & ~beyond_annotated_levels(group, class_truth, case.labels.affine)
                 row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
+        if level_names and case.info.get("level_names"):
+            row.update(_level_row(predicted, case))
         rows.append(row)
     summary = summarize(per_case, labels)
+    named = [r for r in rows if "levels_reference" in r]
+    if named:
+        summary["levels_named_right"] = sum(r["levels_named_right"] for r in named)
+        summary["levels_reference"] = sum(r["levels_reference"] for r in named)
     for name in {k for r in rows for k in r if k.startswith("nsd_") or k.endswith("_annotated_levels")}:
         values = [r[name] for r in rows if r.get(name) is not None and not np.isnan(r[name])]
         if values:
             summary[name] = float(np.mean(values))
     return summary, rows
+
+
+def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:
+    """Level-name agreement of one case's prediction with its named instance mask."""
+    reference = load_nifti(Path(case.info["level_map"]), LabelImage)
+    if not reference.same_grid(case.labels):
+        reference = resample_to(reference, case.labels)
+    found = level_agreement(predicted, case.labels.affine, np.asarray(reference.array), case.info["level_names"])
+    wrong = [f"{p['level']}->{p['named']}" for p in found["per_level"] if not p.get("right")]
+    return {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
+            "levels_wrong": " ".join(wrong)}
