@@ -48,14 +48,7 @@ def convention_bound(pred: np.ndarray, truth: np.ndarray, slice_axis: int, si_ax
     lowest = np.where(has, moved.shape[0] - 1 - np.argmax(moved[::-1], axis=0), moved.shape[0])
     rows = np.arange(moved.shape[0]).reshape(-1, 1, 1)
     out &= np.moveaxis(rows <= lowest[None] + 3, 0, si_axis)
-    in_plane = np.zeros((3, 3, 3), dtype=bool)
-    in_plane[(1,) * 3] = True
-    for axis in range(3):
-        if axis != slice_axis:
-            for k in (0, 2):
-                index = [1, 1, 1]
-                index[axis] = k
-                in_plane[tuple(index)] = True
+    in_plane = np.expand_dims(ndimage.generate_binary_structure(2, 1), slice_axis)  # cross within a slice
     return ndimage.binary_erosion(out, in_plane)
 
 

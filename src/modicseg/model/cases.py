@@ -147,13 +147,14 @@ def _load_real_spine_case(folder: Path, overrides: Mapping[str, Any]) -> Labelle
     if channel is None:
         raise InputError(f"{folder}: unknown sequence '{sequence}'")
     image = load_nifti_image(folder / "image.nii.gz", channel)
-    labels = load_nifti(folder / meta.get("label_file", "vertebrae.nii.gz"), LabelImage)
+    label_path = folder / meta.get("label_file", "vertebrae.nii.gz")
+    labels = load_nifti(label_path, LabelImage)
     label_map = overrides.get("label_map") or {"*": 1}
     annotated = overrides.get("annotated_classes") or [1]
     return _finish(folder.name, image if channel == "T1" else None, image if channel == "T2" else None,
                    labels, label_map, annotated,  # type: ignore[arg-type]
                    {"layout": "real-spine", "sequence": sequence, "path": str(folder),
-                    "level_map": str(folder / meta.get("label_file", "vertebrae.nii.gz")),
+                    "level_map": str(label_path),
                     "level_names": {int(k): str(v) for k, v in meta.get("levels", {}).items()}})
 
 
