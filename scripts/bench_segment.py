@@ -26,14 +26,26 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from modicseg.analysis.config import LesionConfig  # noqa: E402
+
 #: tolerance of the normalised surface Dice on real-spine: two 1 mm voxels, about the cortical shell
 #: that the real masks leave out and the model's bodies include.
 SURFACE_TOLERANCE_MM = 2.0
+#: real-spine volumes of one subject on one grid: (T1 case, T2 or TIRM case)
+SAME_GRID_PAIRS = (("vb1_10", "vb1_11"), ("vb1_02", "vb1_03"), ("vb1_06", "vb1_07"))
+#: lesion parts on real scans are counted from the analysis's smallest reported part (lesions.min_volume_mm3)
+LESION_MIN_PART_MM3 = LesionConfig().min_volume_mm3
 HELD_OUT_OPTIONS = {"degeneration": 1.5, "lesion_count": 2, "separate_t1_grid": True}
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _lesion_parts(row: dict) -> str:
+    if "modic_lesion_unannotated_parts" not in row:
+        return "-"
+    return f"{row['modic_lesion_unannotated_parts']:.0f} ({row['modic_lesion_unannotated_mm3']:.0f})"
 
 
 def _named(row: dict) -> str:
@@ -56,23 +68,50 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
     if real is not None and real.is_dir():
         cases = load_labelled_cases(real)
         summary, rows = evaluate_cases(seg, cases, surface_tolerance_mm=SURFACE_TOLERANCE_MM,
-                                       annotated_levels=True, level_names=True)
+                                       annotated_levels=True, level_names=True,
+                                       unannotated_min_part_mm3=LESION_MIN_PART_MM3)
         for row, case in zip(rows, cases, strict=True):
             row["sequence"] = case.info.get("sequence")
         by_name = {c.name: c for c in cases}
-        if "vb1_10" in by_name and "vb1_11" in by_name:  # one subject, T1 and T2 on one grid
-            from modicseg.model.cases import LabelledCase
-
-            t1c, t2c = by_name["vb1_10"], by_name["vb1_11"]
-            pair = LabelledCase("vb1_10+vb1_11", t1c.t1, t2c.t2, t2c.labels, (1,))
-            _, pair_rows = evaluate_cases(seg, [pair])
-            out["real_spine_pair"] = pair_rows[0]
+        pairs = []
+        for t1_name, t2_name in SAME_GRID_PAIRS:  # one subject, T1 and T2 (or TIRM) on one grid
+            if t1_name in by_name and t2_name in by_name:
+                pair = same_grid_pair(by_name[t1_name], by_name[t2_name])
+                _, pair_rows = evaluate_cases(seg, [pair], level_names=True,
+                                              unannotated_min_part_mm3=LESION_MIN_PART_MM3)
+                pairs.append(pair_rows[0] | {"analysis": pair_analysis(seg, pair)})
+        if pairs:
+            out["real_spine_pairs"] = pairs
         by_seq = {}
         for sequence in sorted({r["sequence"] for r in rows}):
             vals = [r["dice_vertebral_body"] for r in rows if r["sequence"] == sequence]
             by_seq[sequence] = float(np.mean(vals))
         out["real_spine"] = {"summary": summary, "by_sequence": by_seq, "cases": rows}
     return out
+
+
+def same_grid_pair(t1_case, t2_case):
+    """One subject's T1 volume and T2/TIRM volume (same grid) as one two-contrast case, the T2's mask."""
+    from modicseg.core.image import ScalarImage
+    from modicseg.model.cases import LabelledCase
+
+    t2 = t2_case.t2
+    if not np.allclose(t1_case.t1.affine, t2.affine) or t1_case.t1.shape != t2.shape:
+        raise ValueError(f"{t1_case.name} and {t2_case.name} are not on one grid")
+    t1 = ScalarImage(np.asarray(t1_case.t1.array), t2.affine)
+    return LabelledCase(f"{t1_case.name}+{t2_case.name}", t1, t2, t2_case.labels, (1,), dict(t2_case.info))
+
+
+def pair_analysis(seg, pair) -> dict:
+    """``modicseg analyze``'s lesions and eligibility on a real subject with T1 and T2."""
+    from modicseg.analysis.pipeline import analyze_images
+
+    report = analyze_images(seg.segment(t1=pair.t1, t2=pair.t2), pair.t1, pair.t2)
+    lesions = [f"{les.level} {les.endplate} type {les.type}, {les.volume_mm3:.0f} mm3, height {les.height_fraction:.0%}"
+               for les in report.lesions]
+    qualifying = [les for les in report.lesions if les.id in report.eligibility.qualifying_lesions]
+    return {"lesions": len(report.lesions), "lesion_list": lesions, "eligible": report.eligibility.eligible,
+            "qualifying": [f"{les.level} {les.endplate} type {les.type}" for les in qualifying]}
 
 
 def own_peak_rss_mb() -> float:
@@ -164,20 +203,30 @@ def markdown(res: dict) -> str:
     if "real_spine" in res:
         r = res["real_spine"]
         lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | Dice, annotated levels only | "
-                  f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm | levels named like the mask | wrong names |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm | levels named like the mask | wrong names | "
+                  f"lesion parts >= {LESION_MIN_PART_MM3:g} mm³ (all lesion voxels, mm³) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in r["cases"]:
             lines.append(f"| {row['case']} | {row['sequence']} ({row['contrasts']}) | "
                          f"{_fmt(row.get('dice_vertebral_body'))} | "
                          f"{_fmt(row.get('dice_vertebral_body_annotated_levels'))} | "
-                         f"{_fmt(row.get('nsd_vertebral_body'))} | {_named(row)} | {row.get('levels_wrong') or ''} |")
+                         f"{_fmt(row.get('nsd_vertebral_body'))} | {_named(row)} | {row.get('levels_wrong') or ''} | "
+                         f"{_lesion_parts(row)} |")
         lines.append(f"| **mean ({len(r['cases'])} single-contrast cases)** | | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body'))}** | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body_annotated_levels'))}** | "
-                     f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** | **{_named(r['summary'])}** | |")
-        if "real_spine_pair" in res:
-            p = res["real_spine_pair"]
-            lines.append(f"| {p['case']} (labels of vb1_11) | T1+T2 | {_fmt(p.get('dice_vertebral_body'))} | | | | |")
+                     f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** | **{_named(r['summary'])}** | | "
+                     f"**{_lesion_parts(r['summary'])}** |")
+        for p in res.get("real_spine_pairs", []):
+            lines.append(f"| {p['case']} (mask of {p['case'].split('+')[1]}) | T1+T2 | "
+                         f"{_fmt(p.get('dice_vertebral_body'))} | | | {_named(p)} | {p.get('levels_wrong') or ''} | "
+                         f"{_lesion_parts(p)} |")
+        lines.append("")
+        for p in res.get("real_spine_pairs", []):
+            a = p["analysis"]
+            verdict = {True: "yes", False: "no", None: "undecided"}[a["eligible"]]
+            lines.append(f"- `modicseg analyze` on {p['case']}: {a['lesions']} lesions, eligible: {verdict}"
+                         + (f" ({'; '.join(a['qualifying'])})" if a["qualifying"] else ""))
         lines.append("")
         lines.append("By sequence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_sequence"].items()))
         lines.append("")

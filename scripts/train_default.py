@@ -32,7 +32,10 @@ def seed_run_from_shipped(run_dir: Path, shipped: Path) -> bool:
         return False
     ckpt = load_checkpoint(shipped)
     training = ckpt.metadata.get("training", {})
-    state = {"step": int(training.get("step", 0)), "optimizer": None, "scaler": None,
+    # the step in configs/train.yaml's schedule: a second-stage checkpoint (configs/train_lookalikes.yaml)
+    # records where stage 1 ended
+    step = int(training.get("stage_1_step", training.get("step", 0)))
+    state = {"step": step, "optimizer": None, "scaler": None,
              "best_score": float(ckpt.metadata.get("metrics", {}).get("synthetic_dice_mean", float("-inf"))),
              "elapsed_s": float(training.get("elapsed_s", 0.0)), "torch_rng": None}
     save_checkpoint(run_dir / "last", ckpt.build_model(), ckpt.config, ckpt.metadata, state)

@@ -298,3 +298,24 @@ def test_shipped_model_and_analysis_name_real_levels_like_the_masks(case, shared
     wrong = [p for p in found["per_level"] if not p.get("right")]
     assert not wrong, wrong
     assert found["levels_named_right"] == len(real.info["level_names"]) >= 8
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+def test_shipped_model_does_not_enrol_the_real_subject_without_pathology(shared_dir) -> None:
+    """vb1_10 (T1) + vb1_11 (T2): one real subject on one grid, listed by the source without pathology.
+    No Modic labels exist; v1.2.0 called it eligible through three 'type 1' lesions that lay on the
+    anterior surface of L1-L3 (prevertebral fat and vessels, read on overlays), not at an endplate.
+    Whatever else the network finds there, no lesion may make this subject eligible."""
+    from modicseg.analysis.pipeline import analyze_images
+    from modicseg.core.image import ScalarImage
+    from modicseg.model.cases import load_labelled_cases
+
+    torch.set_num_threads(2)
+    cases = {c.name: c for c in load_labelled_cases(shared_dir / "real-spine") if c.name in ("vb1_10", "vb1_11")}
+    t2 = cases["vb1_11"].t2
+    t1 = ScalarImage(np.asarray(cases["vb1_10"].t1.array), t2.affine)  # the same grid (case.json affines)
+    assert np.allclose(cases["vb1_10"].t1.affine, t2.affine)
+    report = analyze_images(Segmenter.load(SHIPPED, device="cpu").segment(t1=t1, t2=t2), t1, t2)
+    assert [v.level for v in report.vertebrae][-6:] == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert report.eligibility.qualifying_lesions == [], report.eligibility.reasons
+    assert report.eligibility.eligible is not True

@@ -395,3 +395,31 @@ def test_distractors_look_like_marrow_and_leave_labels_exact():
     # the blobs reach marrow-like signal (60-140 % of the marrow's) in both weightings
     assert images["T1"][changed].max() > 0.6 and images["T2"][changed].max() > 0.48
     np.testing.assert_array_equal(images["T1"][labels > 0], before["T1"][labels > 0])
+
+
+def test_perivertebral_lookalikes_touch_the_bodies_and_leave_labels_exact():
+    """Lesion-like blobs (fat, vessels) against the outside of a body: labels and bone untouched."""
+    from scipy import ndimage
+
+    from modicseg.synth.distractors import add_perivertebral_lookalikes
+
+    ids = np.full((60, 80, 12), tis.FAT, dtype=np.uint8)
+    ids[:, :, :2] = tis.CSF  # not a host: nothing is centred there
+    ids[20:40, 30:50, 4:8] = tis.MARROW_BASE  # one vertebral body
+    labels = tis.LABEL_LUT[ids]
+    spacing = np.array([1.0, 1.0, 4.0])
+    images = {"T1": np.where(labels > 0, 1.0, 0.3).astype(np.float32),
+              "T2": np.where(labels > 0, 0.8, 0.2).astype(np.float32)}
+    before = {k: v.copy() for k, v in images.items()}
+    painted = add_perivertebral_lookalikes(images, ids, labels, spacing, np.random.default_rng(5), count=8)
+    assert 5 <= painted <= 8
+    changed = (np.abs(images["T1"] - before["T1"]) > 1e-6) | (np.abs(images["T2"] - before["T2"]) > 1e-6)
+    for name in images:  # bone signal and labels untouched
+        np.testing.assert_array_equal(images[name][labels > 0], before[name][labels > 0])
+    distance = ndimage.distance_transform_edt(labels == 0, sampling=spacing)
+    # against the body: painted right outside it (within 1.5 mm), never far from it
+    assert changed[distance <= 1.5].any() and distance[changed].max() < 4.0 + 3 * 7.0 + 1.0
+    # lesion-like signal: fat-bright (>= 1.2 x marrow) somewhere in T1, and darker than marrow somewhere
+    strong = changed & (distance > 1.0)
+    assert images["T1"][strong].max() >= 1.2 * 1.0 * 0.95
+    assert images["T1"][strong].min() < 1.0

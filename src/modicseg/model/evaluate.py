@@ -30,7 +30,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
                    surface_tolerance_mm: float | None = None,
                    annotated_levels: bool = False,
-                   level_names: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   level_names: bool = False,
+                   unannotated_min_part_mm3: float | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
@@ -45,6 +46,9 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     With ``level_names``, cases whose ``info`` names the level of every body of an instance map
     (``level_map``, ``level_names``: real-spine) also get ``levels_named_right`` of
     ``levels_reference``: the analysis's level names on the prediction against the mask's.
+    With ``unannotated_min_part_mm3``, rows of cases that do not annotate a class hold the volume
+    the model predicts of it and its parts of at least that size (``<class>_unannotated_mm3`` /
+    ``_parts``; summed in the summary): lesions on real scans without Modic labels.
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -82,17 +86,43 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                 row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
         if level_names and case.info.get("level_names"):
             row.update(_level_row(predicted, case))
+        if unannotated_min_part_mm3 is not None:
+            row.update(_unannotated_parts(predicted, case, labels, unannotated_min_part_mm3))
         rows.append(row)
     summary = summarize(per_case, labels)
     named = [r for r in rows if "levels_reference" in r]
     if named:
         summary["levels_named_right"] = sum(r["levels_named_right"] for r in named)
         summary["levels_reference"] = sum(r["levels_reference"] for r in named)
+    for name in {k for r in rows for k in r if "_unannotated_" in k}:
+        summary[name] = float(sum(r.get(name, 0) for r in rows))
     for name in {k for r in rows for k in r if k.startswith("nsd_") or k.endswith("_annotated_levels")}:
         values = [r[name] for r in rows if r.get(name) is not None and not np.isnan(r[name])]
         if values:
             summary[name] = float(np.mean(values))
     return summary, rows
+
+
+def _unannotated_parts(predicted: np.ndarray, case: LabelledCase, labels: dict[int, str],
+                       min_part_mm3: float) -> dict[str, Any]:
+    """Volume and parts (>= ``min_part_mm3``) the model predicts of classes the case does not annotate.
+
+    On scans without lesion labels (real-spine) this is what the network calls a lesion there: not
+    scorable, but every part of it is a false positive on a spine without Modic changes.
+    """
+    from scipy import ndimage
+
+    voxel_mm3 = float(np.prod(case.labels.spacing))
+    out: dict[str, Any] = {}
+    for c, name in labels.items():
+        if c == 0 or c in case.annotated:
+            continue
+        mask = predicted == c
+        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+        sizes = np.bincount(comp.ravel())[1:] * voxel_mm3 if n else np.zeros(0)
+        out[f"{name}_unannotated_mm3"] = round(float(mask.sum() * voxel_mm3), 1)
+        out[f"{name}_unannotated_parts"] = int(np.count_nonzero(sizes >= min_part_mm3))
+    return out
 
 
 def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:

@@ -70,3 +70,69 @@ def add_distractors(images: dict[str, np.ndarray], centre_ids: np.ndarray, label
             region += alpha * (value * texture - region)
         painted += 1
     return painted
+
+
+#: Tissues a perivertebral look-alike may be centred in: not the canal, nerve roots or posterior
+#: elements (the network already sees those next to the bodies).
+PERIVERTEBRAL_HOSTS = (tis.VISCERA, tis.MUSCLE, tis.FAT, tis.LIGAMENT, tis.VESSEL)
+
+
+def add_perivertebral_lookalikes(images: dict[str, np.ndarray], centre_ids: np.ndarray, labels: np.ndarray,
+                                 spacing: np.ndarray, rng: np.random.Generator, count: int,
+                                 reach_mm: float = 4.0) -> int:
+    """Paint ``count // 2 + 1`` to ``count`` lesion-like blobs against the outside of the bodies.
+
+    Real scans hold fat, segmental vessels and ligament in front of and beside each body, often in
+    its waist at mid-height and at its corners. Their signal can equal that of a Modic change (fat:
+    high T1 and T2), and without such look-alikes in training a network marks them as lesions.
+    Each blob (radii 2-7 mm, one of them up to 3 times longer) is centred within ``reach_mm``
+    outside a body, in fat, muscle, viscera, ligament or vessel (each present tissue equally
+    likely), and takes per channel 0.5-1.8 times the marrow's signal (half of them fat-like: T1
+    1.2-1.8, T2 1.0-1.6). Blobs fade in over the first millimetre outside any labelled voxel, so the
+    cortex and the labels stay exact (label 0). Returns the number painted.
+    """
+    if count <= 0:
+        return 0
+    spacing = np.asarray(spacing, dtype=np.float64)
+    outside_any = ndimage.distance_transform_edt(labels == 0, sampling=spacing).astype(np.float32)
+    from_bone = ndimage.distance_transform_edt(~np.isin(labels, (tis.LABEL_BODY, tis.LABEL_LESION)),
+                                               sampling=spacing)
+    ring = (from_bone > 0.5) & (from_bone <= reach_mm)
+    # each host tissue present is equally likely, so that the psoas beside the bodies does not
+    # outnumber the fat and vessels in front of them
+    by_tissue = [np.argwhere(ring & (centre_ids == t)) for t in PERIVERTEBRAL_HOSTS]
+    by_tissue = [c for c in by_tissue if len(c)]
+    if not by_tissue:
+        return 0
+    allowed = np.clip(outside_any - np.float32(0.3), 0.0, 1.0)
+    levels = {name: marrow_level(img, centre_ids) for name, img in images.items()}
+    shape = np.asarray(centre_ids.shape)
+    painted = 0
+    for _ in range(int(rng.integers(count // 2 + 1, count + 1))):
+        candidates = by_tissue[rng.integers(len(by_tissue))]
+        centre = candidates[rng.integers(len(candidates))]
+        radii_mm = rng.uniform(2.0, 7.0, size=3)
+        radii_mm[rng.integers(3)] *= rng.uniform(1.0, 3.0)  # some long, like a vessel or a fat seam
+        reach = np.ceil(radii_mm.max() / spacing).astype(int) + 2
+        lo = np.maximum(centre - reach, 0)
+        hi = np.minimum(centre + reach + 1, shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing, strict=True)]
+        q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1) @ q
+        rho = np.sqrt((grid / radii_mm) ** 2 @ np.ones(3))
+        alpha = np.clip((1.0 - rho) * radii_mm.min() / rng.uniform(0.3, 1.0), 0.0, 1.0).astype(np.float32)
+        alpha *= allowed[box]
+        if not alpha.any():
+            continue
+        if rng.random() < 0.5:  # fat-like
+            ratios = {"T1": rng.uniform(1.2, 1.8), "T2": rng.uniform(1.0, 1.6)}
+        else:
+            ratios = {name: rng.uniform(0.5, 1.8) for name in images}
+        texture = 1.0 + np.float32(rng.uniform(0.0, 0.1)) * rng.standard_normal(alpha.shape).astype(np.float32)
+        for name, img in images.items():
+            value = np.float32(levels[name] * ratios.get(name, 1.0))
+            region = img[box]
+            region += alpha * (value * texture - region)
+        painted += 1
+    return painted
