@@ -25,6 +25,19 @@ def marrow_level(image: np.ndarray, centre_ids: np.ndarray) -> float:
     return float(np.median(image[marrow])) if marrow.any() else 1.0
 
 
+def rotated_ellipsoid(centre: np.ndarray, reach: np.ndarray, radii_mm: np.ndarray, spacing: np.ndarray,
+                      shape: np.ndarray, rng: np.random.Generator) -> tuple[tuple[slice, ...], np.ndarray]:
+    """(box around ``centre``, ``reach`` voxels each way, clipped to ``shape``; normalised radius
+    in that box of an ellipsoid with ``radii_mm`` in a random orientation: 1 on its surface)."""
+    lo = np.maximum(centre - reach, 0)
+    hi = np.minimum(centre + reach + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing, strict=True)]
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1) @ q
+    return box, np.sqrt((grid / radii_mm) ** 2 @ np.ones(3))
+
+
 def add_distractors(images: dict[str, np.ndarray], centre_ids: np.ndarray, labels: np.ndarray,
                     spacing: np.ndarray, rng: np.random.Generator, count: int,
                     margin_mm: float = 3.0) -> int:
@@ -50,13 +63,7 @@ def add_distractors(images: dict[str, np.ndarray], centre_ids: np.ndarray, label
         radii_mm = rng.uniform(4.0, 22.0, size=3)
         radii_mm[rng.integers(3)] *= rng.uniform(1.0, 2.5)  # some elongated, like bowel loops
         reach = np.ceil(radii_mm / spacing).astype(int) + 2
-        lo = np.maximum(centre - reach, 0)
-        hi = np.minimum(centre + reach + 1, shape)
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing, strict=True)]
-        q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1) @ q
-        rho = np.sqrt((grid / radii_mm) ** 2 @ np.ones(3))
+        box, rho = rotated_ellipsoid(centre, reach, radii_mm, spacing, shape, rng)
         edge_mm = rng.uniform(0.5, 2.5)
         alpha = np.clip((1.0 - rho) * radii_mm.min() / edge_mm, 0.0, 1.0).astype(np.float32)
         alpha *= allowed[box]
@@ -114,13 +121,7 @@ def add_perivertebral_lookalikes(images: dict[str, np.ndarray], centre_ids: np.n
         radii_mm = rng.uniform(2.0, 7.0, size=3)
         radii_mm[rng.integers(3)] *= rng.uniform(1.0, 3.0)  # some long, like a vessel or a fat seam
         reach = np.ceil(radii_mm.max() / spacing).astype(int) + 2
-        lo = np.maximum(centre - reach, 0)
-        hi = np.minimum(centre + reach + 1, shape)
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-        axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, spacing, strict=True)]
-        q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1) @ q
-        rho = np.sqrt((grid / radii_mm) ** 2 @ np.ones(3))
+        box, rho = rotated_ellipsoid(centre, reach, radii_mm, spacing, shape, rng)
         alpha = np.clip((1.0 - rho) * radii_mm.min() / rng.uniform(0.3, 1.0), 0.0, 1.0).astype(np.float32)
         alpha *= allowed[box]
         if not alpha.any():
