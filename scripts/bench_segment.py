@@ -53,7 +53,7 @@ def _named(row: dict) -> str:
 
 
 def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, device: str, precision: str) -> dict:
-    from modicseg.model.cases import load_labelled_cases
+    from modicseg.model.cases import load_labelled_cases, same_grid_pair
     from modicseg.model.evaluate import evaluate_cases
     from modicseg.model.inference import Segmenter
     from modicseg.model.synth_adapter import synth_validation_cases
@@ -88,18 +88,6 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
             by_seq[sequence] = float(np.mean(vals))
         out["real_spine"] = {"summary": summary, "by_sequence": by_seq, "cases": rows}
     return out
-
-
-def same_grid_pair(t1_case, t2_case):
-    """One subject's T1 volume and T2/TIRM volume (same grid) as one two-contrast case, the T2's mask."""
-    from modicseg.core.image import ScalarImage
-    from modicseg.model.cases import LabelledCase
-
-    t2 = t2_case.t2
-    if not np.allclose(t1_case.t1.affine, t2.affine) or t1_case.t1.shape != t2.shape:
-        raise ValueError(f"{t1_case.name} and {t2_case.name} are not on one grid")
-    t1 = ScalarImage(np.asarray(t1_case.t1.array), t2.affine)
-    return LabelledCase(f"{t1_case.name}+{t2_case.name}", t1, t2, t2_case.labels, (1,), dict(t2_case.info))
 
 
 def pair_analysis(seg, pair) -> dict:

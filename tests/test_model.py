@@ -307,14 +307,13 @@ def test_shipped_model_does_not_enrol_the_real_subject_without_pathology(shared_
     anterior surface of L1-L3 (prevertebral fat and vessels, read on overlays), not at an endplate.
     Whatever else the network finds there, no lesion may make this subject eligible."""
     from modicseg.analysis.pipeline import analyze_images
-    from modicseg.core.image import ScalarImage
-    from modicseg.model.cases import load_labelled_cases
+    from modicseg.model.cases import load_labelled_cases, same_grid_pair
 
     torch.set_num_threads(2)
     cases = {c.name: c for c in load_labelled_cases(shared_dir / "real-spine") if c.name in ("vb1_10", "vb1_11")}
-    t2 = cases["vb1_11"].t2
-    t1 = ScalarImage(np.asarray(cases["vb1_10"].t1.array), t2.affine)  # the same grid (case.json affines)
-    assert np.allclose(cases["vb1_10"].t1.affine, t2.affine)
+    assert np.allclose(cases["vb1_10"].t1.affine, cases["vb1_11"].t2.affine)  # the same grid (case.json affines)
+    pair = same_grid_pair(cases["vb1_10"], cases["vb1_11"])
+    t1, t2 = pair.t1, pair.t2
     report = analyze_images(Segmenter.load(SHIPPED, device="cpu").segment(t1=t1, t2=t2), t1, t2)
     assert [v.level for v in report.vertebrae][-6:] == ["L1", "L2", "L3", "L4", "L5", "S1"]
     assert report.eligibility.qualifying_lesions == [], report.eligibility.reasons

@@ -158,6 +158,19 @@ def _load_real_spine_case(folder: Path, overrides: Mapping[str, Any]) -> Labelle
                     "level_names": {int(k): str(v) for k, v in meta.get("levels", {}).items()}})
 
 
+def same_grid_pair(t1_case: LabelledCase, t2_case: LabelledCase) -> LabelledCase:
+    """One subject's T1 case and T2 (or TIRM) case on one grid as one two-contrast case with the
+    T2 case's labels and info (real-spine vb1_10 + vb1_11, for example)."""
+    t1, t2 = t1_case.t1, t2_case.t2
+    if t1 is None or t2 is None:
+        raise InputError(f"{t1_case.name} needs a T1 and {t2_case.name} a T2 image")
+    if t1.shape != t2.shape or not np.allclose(t1.affine, t2.affine):
+        raise InputError(f"{t1_case.name} and {t2_case.name} are not on one grid")
+    t1_on_grid = ScalarImage(np.asarray(t1.array), t2.affine)  # the T2's affine, exactly
+    return LabelledCase(f"{t1_case.name}+{t2_case.name}", t1_on_grid, t2, t2_case.labels, t2_case.annotated,
+                        dict(t2_case.info))
+
+
 def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]:
     dataset = json.loads((root / "dataset.json").read_text())
     channels = {int(k): str(v).upper() for k, v in dataset.get("channel_names", dataset.get("modality", {})).items()}

@@ -107,8 +107,8 @@ def _unannotated_parts(predicted: np.ndarray, case: LabelledCase, labels: dict[i
                        min_part_mm3: float) -> dict[str, Any]:
     """Volume and parts (>= ``min_part_mm3``) the model predicts of classes the case does not annotate.
 
-    On scans without lesion labels (real-spine) this is what the network calls a lesion there: not
-    scorable, but every part of it is a false positive on a spine without Modic changes.
+    On real-spine (bodies only) these are the discs and the lesions: not scorable, but every lesion
+    part is a false positive on a spine without Modic changes.
     """
     from scipy import ndimage
 
