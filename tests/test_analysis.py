@@ -109,6 +109,11 @@ def test_eligibility_rules_and_reasons() -> None:
                               secondary_type=None, height_fraction=0.4)
     undecided = assess([untyped], cfg, typing_possible=False, typing_note="only T2 available")
     assert undecided.eligible is None and "only T2 available" in undecided.reasons[0]
+    # both contrasts present, but the lesion's signal matches no type: say so, not "typing was not possible"
+    unclassified = assess([untyped], cfg, typing_possible=True)
+    assert unclassified.eligible is None
+    assert "lesion 1 (L5 superior endplate) qualifies" in unclassified.reasons[0]
+    assert "matches no Modic type" in unclassified.reasons[0] and "not possible" not in unclassified.reasons[0]
 
 
 # --- phantom with exact geometry ---------------------------------------------------------------
@@ -205,10 +210,39 @@ def test_a_sliver_of_sacrum_below_s1_does_not_shift_the_names() -> None:
     assert max(np.linalg.norm(v.centre_ras - w.centre_ras) for v, w in
                zip(kept.vertebrae, vset.vertebrae[:-1], strict=True)) < 0.5
     assert any("median body" in w for w in kept.warnings)
-    # the same piece cut by the lower edge of the field of view may be a body the scan barely caught: kept
+    # the same piece with its disc above, cut by the lower edge of the field of view, may be a body the
+    # scan barely caught: kept
+    labels[discs == count] = 2
     j = int(np.median(sliver[:, 1]))
     cut = find_vertebrae(labels[:, : j + 1], ph.labels.affine, cfg)
     assert len(cut.vertebrae) == len(LEVELS) + 1 and cut.vertebrae[-1].truncated
+
+
+def test_bone_below_s1_without_a_disc_is_not_counted_and_a_rudimentary_disc_raises_no_warning() -> None:
+    """A whole body-sized bone part under S1 that no disc separates from it (a sacral segment, as the network
+    labelled one on a real scan) would shift every name by one level; only a small S1-S2 disc remnant lies
+    between them, which is no sign of a missing sacrum either."""
+    ph = make_phantom([], levels=(*LEVELS, "S2"))
+    labels = ph.labels.array.copy()
+    cfg = AnalysisConfig()
+    whole = find_vertebrae(labels, ph.labels.affine, cfg.vertebrae)
+    discs, count = ndimage.label(labels == 2)
+    last_disc = np.argwhere(discs == count)  # numbered top to bottom: the S1-S2 disc
+    centre = last_disc.mean(axis=0)
+    spacing = np.sqrt((ph.labels.affine[:3, :3] ** 2).sum(axis=0))
+    remnant = np.linalg.norm((last_disc - centre) * spacing, axis=1) < 4.0
+    labels[tuple(last_disc[~remnant].T)] = 0
+    remnant_mm3 = remnant.sum() * float(np.prod(spacing))
+    disc_mm3 = (ph.labels.array == 2).sum() * float(np.prod(spacing)) / len(LEVELS)
+    assert cfg.vertebrae.min_disc_volume_mm3 < remnant_mm3 < cfg.vertebrae.split_min_disc_fraction * disc_mm3
+    report = analyze_images(LabelImage(labels, ph.labels.affine), ph.t1, ph.t2, config=cfg)
+    assert [v.level for v in report.vertebrae] == list(LEVELS)
+    assert np.linalg.norm(np.array(report.vertebrae[-1].centre_ras) - whole.vertebrae[-2].centre_ras) < 0.5
+    assert any("1 body part(s) below the lowest body" in w for w in report.warnings)
+    assert not any("disc lies below" in w for w in report.warnings)
+    # masks that label bodies only (no discs at all) keep every body
+    bodies_only = np.where(labels == 2, 0, labels)
+    assert len(find_vertebrae(bodies_only, ph.labels.affine, cfg.vertebrae).vertebrae) == len(LEVELS) + 1
 
 
 def test_lesion_across_a_disc_is_two_lesions_and_small_ones_are_dropped() -> None:

@@ -74,6 +74,12 @@ def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_poss
     if qualifying:
         return Eligibility(True, reasons, qualifying)
     if undecided:
+        if typing_note is None and typing_possible:
+            where = ", ".join(_where(lesion) for lesion in undecided)
+            typing_note = (f"{where} qualifies by level and size, but its T1/T2 signal matches no Modic type "
+                           "(unclassified): review it" if len(undecided) == 1 else
+                           f"{where} qualify by level and size, but their T1/T2 signal matches no Modic type "
+                           "(unclassified): review them")
         note = typing_note or "typing was not possible"
         return Eligibility(None, [f"undecided: {note}", *reasons])
     return Eligibility(False, reasons)

@@ -12,7 +12,7 @@ import numpy as np
 
 from modicseg import __version__
 from modicseg.analysis import geometry as geo
-from modicseg.analysis.config import AnalysisConfig, load_config
+from modicseg.analysis.config import AnalysisConfig, VertebraConfig, load_config
 from modicseg.analysis.eligibility import assess
 from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.levels import name_levels, parse_level
@@ -25,7 +25,7 @@ from modicseg.analysis.modic_typing import (
     unclassified_type,
 )
 from modicseg.analysis.result import LesionRecord, Report, VertebraRecord
-from modicseg.analysis.vertebrae import BODY, LESION, VertebraSet, find_vertebrae
+from modicseg.analysis.vertebrae import BODY, LESION, VertebraSet, find_vertebrae, splitting_discs
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.core.resample import resample_to
@@ -167,13 +167,16 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
     return report
 
 
-def _check_sacrum(vset: VertebraSet, lowest: str, overridden: bool) -> list[str]:
-    """Warnings when the lowest body is probably not the level it is named after."""
+def _check_sacrum(vset: VertebraSet, lowest: str, overridden: bool, config: VertebraConfig) -> list[str]:
+    """Warnings when the lowest body is probably not the level it is named after.
+
+    Only discs of a normal size count: a small disc under S1 is the rudimentary S1-S2 disc of the sacrum.
+    """
     if not vset.vertebrae:
         return []
     last = vset.vertebrae[-1]
     notes = []
-    for disc in vset.discs:
+    for disc in splitting_discs(vset.discs, config):
         t = float((disc.centre_ras - last.centre_ras) @ last.axis_ras)
         if t < last.inferior_mm and np.linalg.norm(disc.centre_ras - last.centre_ras) < 2.5 * last.height_mm + 10:
             notes.append(f"a disc lies below the lowest vertebra, named {lowest}: the sacrum may be outside the "
@@ -221,7 +224,7 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
         notes.append(f"levels named for a spine with {lumbar} lumbar vertebrae, counted up from {lowest}")
     for vertebra, name in zip(vset.vertebrae, names, strict=True):
         vertebra.level = name
-    notes.extend(_check_sacrum(vset, lowest, lowest_level is not None))
+    notes.extend(_check_sacrum(vset, lowest, lowest_level is not None, cfg.vertebrae))
     if not vset.vertebrae:
         notes.append("no vertebral body found in the label map")
 

@@ -9,6 +9,7 @@ that axis through the body's centroid, with sub-voxel crossings.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,6 +270,39 @@ def _drop_slivers(pieces: list[np.ndarray], shape: tuple[int, ...], affine: np.n
     return kept, len(pieces) - len(kept)
 
 
+def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_offset_mm: float = 15.0) -> bool:
+    """Whether a disc centre lies between two body centres (RAS, mm): inside the middle 80 % of the segment
+    joining them and within ``max_offset_mm`` of it."""
+    step = below - above
+    length2 = float(step @ step)
+    if length2 < 1e-6:
+        return False
+    for disc in discs:
+        rel = disc.centre_ras - above
+        t = float(rel @ step) / length2
+        if 0.1 < t < 0.9 and np.linalg.norm(rel - t * step) <= max_offset_mm:
+            return True
+    return False
+
+
+def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
+    """How many of the lowest bodies (centres superior to inferior) no disc separates from the body above.
+
+    Every lumbar body is separated from the next by a disc; a bone part under S1 without one (a sacral
+    segment, a piece of the pelvis or of a posterior element) would otherwise be counted as the lowest
+    vertebra and shift every level name. Only applied when discs separate the other bodies (all pairs
+    but at most one), so masks that label bodies only, or a segmentation that misses discs, keep every body.
+    """
+    if len(centres) < 3 or len(discs) < 2:
+        return 0
+    count = 0
+    while len(centres) - count >= 3 and not disc_between(centres[-count - 2], centres[-count - 1], discs):
+        count += 1
+    rest = centres[: len(centres) - count]
+    separated = sum(disc_between(a, b, discs) for a, b in itertools.pairwise(rest))
+    return count if separated >= len(rest) - 2 else 0
+
+
 def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfig) -> VertebraSet:
     """Vertebral-body instances, ordered superior to inferior, each measured."""
     affine = np.asarray(affine, dtype=np.float64)
@@ -314,6 +348,11 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
     order = np.argsort([-c[2] for c in centres])  # superior first
     pieces = [pieces[i] for i in order]
     centres = [centres[i] for i in order]
+    below_last_disc = bodies_below_last_disc(centres, cutting)
+    if below_last_disc:
+        pieces, centres = pieces[:-below_last_disc], centres[:-below_last_disc]
+        warnings.append(f"{below_last_disc} body part(s) below the lowest body, not separated from it by a disc, "
+                        "were not counted as vertebrae (sacral segment or other bone): check the level names")
     instances = np.zeros(labels.shape, dtype=np.int16)
     for label, ijk in enumerate(pieces, start=1):
         instances[tuple(ijk.T)] = label
