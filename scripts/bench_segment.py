@@ -69,7 +69,7 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
         cases = load_labelled_cases(real)
         summary, rows = evaluate_cases(seg, cases, surface_tolerance_mm=SURFACE_TOLERANCE_MM,
                                        annotated_levels=True, level_names=True,
-                                       unannotated_min_part_mm3=LESION_MIN_PART_MM3)
+                                       unannotated_min_part_mm3=LESION_MIN_PART_MM3, overlap=True)
         for row, case in zip(rows, cases, strict=True):
             row["sequence"] = case.info.get("sequence")
         by_name = {c.name: c for c in cases}
@@ -99,7 +99,9 @@ def pair_analysis(seg, pair) -> dict:
                for les in report.lesions]
     qualifying = [les for les in report.lesions if les.id in report.eligibility.qualifying_lesions]
     return {"lesions": len(report.lesions), "lesion_list": lesions, "eligible": report.eligibility.eligible,
-            "qualifying": [f"{les.level} {les.endplate} type {les.type}" for les in qualifying]}
+            "qualifying": [f"{les.level} {les.endplate} type {les.type}" for les in qualifying],
+            "eligibility_reason": report.eligibility.reasons[0] if report.eligibility.reasons else None,
+            "warnings": report.warnings}
 
 
 def own_peak_rss_mb() -> float:
@@ -171,6 +173,11 @@ def timing_section(model: Path, n: int, device: str, precision: str, threads: in
     return result
 
 
+def _overlap(row: dict) -> str:
+    """Precision / recall of the predicted bodies against a mask."""
+    return f"{_fmt(row.get('precision_vertebral_body'))} / {_fmt(row.get('recall_vertebral_body'))}"
+
+
 def markdown(res: dict) -> str:
     lines = []
     labels = ("vertebral_body", "disc", "modic_lesion")
@@ -190,31 +197,34 @@ def markdown(res: dict) -> str:
         lines.append("")
     if "real_spine" in res:
         r = res["real_spine"]
-        lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | Dice, annotated levels only | "
+        lines += [f"| real-spine case | sequence (channel) | Dice vertebral body | precision / recall | "
+                  f"Dice, annotated levels only | "
                   f"surface Dice at {SURFACE_TOLERANCE_MM:g} mm | levels named like the mask | wrong names | "
                   f"lesion parts >= {LESION_MIN_PART_MM3:g} mm³ (all lesion voxels, mm³) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for row in r["cases"]:
             lines.append(f"| {row['case']} | {row['sequence']} ({row['contrasts']}) | "
-                         f"{_fmt(row.get('dice_vertebral_body'))} | "
+                         f"{_fmt(row.get('dice_vertebral_body'))} | {_overlap(row)} | "
                          f"{_fmt(row.get('dice_vertebral_body_annotated_levels'))} | "
                          f"{_fmt(row.get('nsd_vertebral_body'))} | {_named(row)} | {row.get('levels_wrong') or ''} | "
                          f"{_lesion_parts(row)} |")
         lines.append(f"| **mean ({len(r['cases'])} single-contrast cases)** | | "
-                     f"**{_fmt(r['summary'].get('dice_vertebral_body'))}** | "
+                     f"**{_fmt(r['summary'].get('dice_vertebral_body'))}** | **{_overlap(r['summary'])}** | "
                      f"**{_fmt(r['summary'].get('dice_vertebral_body_annotated_levels'))}** | "
                      f"**{_fmt(r['summary'].get('nsd_vertebral_body'))}** | **{_named(r['summary'])}** | | "
                      f"**{_lesion_parts(r['summary'])}** |")
         for p in res.get("real_spine_pairs", []):
             lines.append(f"| {p['case']} (mask of {p['case'].split('+')[1]}) | T1+T2 | "
-                         f"{_fmt(p.get('dice_vertebral_body'))} | | | {_named(p)} | {p.get('levels_wrong') or ''} | "
+                         f"{_fmt(p.get('dice_vertebral_body'))} | | | | {_named(p)} | {p.get('levels_wrong') or ''} | "
                          f"{_lesion_parts(p)} |")
         lines.append("")
         for p in res.get("real_spine_pairs", []):
             a = p["analysis"]
             verdict = {True: "yes", False: "no", None: "undecided"}[a["eligible"]]
             lines.append(f"- `modicseg analyze` on {p['case']}: {a['lesions']} lesions, eligible: {verdict}"
-                         + (f" ({'; '.join(a['qualifying'])})" if a["qualifying"] else ""))
+                         + (f" ({'; '.join(a['qualifying'])})" if a["qualifying"] else "")
+                         + (f" ({a['eligibility_reason'].removeprefix('undecided: ')})"
+                            if a["eligible"] is None and a.get("eligibility_reason") else ""))
         lines.append("")
         lines.append("By sequence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_sequence"].items()))
         lines.append("")

@@ -94,7 +94,7 @@ def main() -> int:
 
     from modicseg.model.cases import load_labelled_cases
     from modicseg.model.inference import Segmenter
-    from modicseg.model.metrics import beyond_annotated_levels, dice, predicted_group
+    from modicseg.model.metrics import beyond_annotated_levels, dice, precision_recall, predicted_group
 
     if args.output.resolve().is_relative_to(REPO):
         parser.error("write the overlays outside the repository")
@@ -115,9 +115,8 @@ def main() -> int:
                      "extra_other": int((pred & ~truth & ~beyond).sum()), "missed": int((truth & ~pred).sum())})
         slice_axis = int(np.argmax(np.abs(case.labels.affine[0, :3])))  # the left-right (sagittal slice) axis
         si_axis = int(np.argmax(np.abs(case.labels.affine[2, :3])))
-        agree = rows[-1]["agree"]
-        rows[-1].update({"precision": round(agree / max(int(pred.sum()), 1), 3),
-                         "recall": round(agree / max(rows[-1]["truth_voxels"], 1), 3),
+        precision, recall = precision_recall(pred, truth)
+        rows[-1].update({"precision": round(precision, 3), "recall": round(recall, 3),
                          "dice_convention_bound": round(dice(convention_bound(pred, truth, slice_axis, si_axis),
                                                              truth), 4)})
         overlay(args.output / f"{case.name}.png", f"{case.name} ({rows[-1]['sequence']})",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from modicseg.model.postprocess import ColumnSettings, restrict_to_column, spinal_column_mask
 
@@ -103,6 +104,11 @@ def test_surface_dice_separates_a_boundary_shift_from_a_missed_structure() -> No
     assert surface_dice(half, truth, spacing, 2.0) < 0.8
     # physical tolerance: with 4 mm slices along axis 0, a one-slice shift is beyond 2 mm
     assert surface_dice(np.roll(truth, 1, axis=0), truth, (4.0, 1.0, 1.0), 2.0) < 1.0
+    # precision / recall tell the larger drawing (a convention: every labelled voxel found) from the miss
+    from modicseg.model.metrics import precision_recall
+
+    assert precision_recall(grown, truth) == pytest.approx((20**3 / 22**3, 1.0))
+    assert precision_recall(half, truth) == pytest.approx((1.0, 0.5))
 
 
 def test_component_detection_counts_found_missed_and_false_lesions() -> None:

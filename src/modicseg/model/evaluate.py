@@ -20,6 +20,7 @@ from modicseg.model.metrics import (
     component_detection,
     dice,
     dice_per_class,
+    precision_recall,
     predicted_group,
     summarize,
     surface_dice,
@@ -31,7 +32,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                    surface_tolerance_mm: float | None = None,
                    annotated_levels: bool = False,
                    level_names: bool = False,
-                   unannotated_min_part_mm3: float | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   unannotated_min_part_mm3: float | None = None,
+                   overlap: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
@@ -49,6 +51,10 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     With ``unannotated_min_part_mm3``, rows of cases that do not annotate a class hold the volume
     the model predicts of it and its parts of at least that size (``<class>_unannotated_mm3`` /
     ``_parts``; summed in the summary): lesions on real scans without Modic labels.
+    With ``overlap``, rows and summary also hold ``precision_<class>`` (share of the prediction inside the
+    labels) and ``recall_<class>`` (share of the labels predicted) for annotated classes that are not nested:
+    they tell a model that draws larger or smaller structures than the annotators (a convention) from one
+    that misses or invents them.
     """
     labels = segmenter.config.labels
     nested = segmenter.config.nested
@@ -75,9 +81,12 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
             if c in nested:  # nested classes (lesions) are objects: count them too
                 found = component_detection(predicted == c, class_truth)
                 row.update({f"{labels[c]}_{k}": v for k, v in found.items()})
-            if surface_tolerance_mm is None and not annotated_levels:
+            if surface_tolerance_mm is None and not annotated_levels and not overlap:
                 continue
             group = predicted_group(predicted, c, case.annotated, nested)
+            if overlap and c not in nested:
+                for name, value in zip(("precision", "recall"), precision_recall(group, class_truth), strict=True):
+                    row[f"{name}_{labels[c]}"] = None if np.isnan(value) else round(value, 4)
             if surface_tolerance_mm is not None:
                 value = surface_dice(group, class_truth, case.labels.spacing, surface_tolerance_mm)
                 row[f"nsd_{labels[c]}"] = None if np.isnan(value) else round(value, 4)
@@ -96,7 +105,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
         summary["levels_reference"] = sum(r["levels_reference"] for r in named)
     for name in {k for r in rows for k in r if "_unannotated_" in k}:
         summary[name] = float(sum(r.get(name, 0) for r in rows))
-    for name in {k for r in rows for k in r if k.startswith("nsd_") or k.endswith("_annotated_levels")}:
+    for name in {k for r in rows for k in r
+                 if k.startswith(("nsd_", "precision_", "recall_")) or k.endswith("_annotated_levels")}:
         values = [r[name] for r in rows if r.get(name) is not None and not np.isnan(r[name])]
         if values:
             summary[name] = float(np.mean(values))

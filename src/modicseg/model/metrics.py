@@ -23,6 +23,13 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float(np.logical_and(a, b).sum()) / (sa + sb)
 
 
+def precision_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(share of ``pred`` inside ``truth``, share of ``truth`` inside ``pred``); NaN for an empty mask."""
+    hit = float(np.logical_and(pred, truth).sum())
+    sp, st = int(pred.sum()), int(truth.sum())
+    return (hit / sp if sp else float("nan")), (hit / st if st else float("nan"))
+
+
 def dice_per_class(pred: np.ndarray, truth: np.ndarray, annotated: Iterable[int],
                    nested: Mapping[int, int] | None = None) -> dict[int, float]:
     """Dice of every annotated foreground class (NaN when absent from both truth and prediction)."""
