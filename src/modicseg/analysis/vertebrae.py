@@ -290,8 +290,9 @@ def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
 
     Every lumbar body is separated from the next by a disc; a bone part under S1 without one (a sacral
     segment, a piece of the pelvis or of a posterior element) would otherwise be counted as the lowest
-    vertebra and shift every level name. Only applied when discs separate the other bodies (all pairs
-    but at most one), so masks that label bodies only, or a segmentation that misses discs, keep every body.
+    vertebra and shift every level name. Only applied when discs separate the other bodies (all
+    neighbouring pairs but at most one, and at least two), so masks that label bodies only, or a
+    segmentation that misses discs, keep every body.
     """
     if len(centres) < 3 or len(discs) < 2:
         return 0
@@ -300,7 +301,7 @@ def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
         count += 1
     rest = centres[: len(centres) - count]
     separated = sum(disc_between(a, b, discs) for a, b in itertools.pairwise(rest))
-    return count if separated >= len(rest) - 2 else 0
+    return count if separated >= max(2, len(rest) - 2) else 0
 
 
 def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfig) -> VertebraSet:
