@@ -275,6 +275,27 @@ def test_lesion_across_a_disc_is_two_lesions_and_small_ones_are_dropped() -> Non
     assert (report.labels.array[ph.labels.array == 3] != 0).all()
 
 
+def test_lesion_voxels_far_from_every_body_are_not_placed_on_one() -> None:
+    """Lesion voxels on a fragment that is not a vertebra (here a ball in front of L3) must not become
+    a lesion of the nearest body; those just outside a body still join it."""
+    ph = make_phantom([PhantomLesion("L4", "inferior", 6.0)])
+    labels = ph.labels.array.copy()
+    cfg = AnalysisConfig()
+    l3 = find_vertebrae(labels, ph.labels.affine, cfg.vertebrae).vertebrae[LEVELS.index("L3")]
+    centre = l3.centre_ras + (l3.anterior_mm + 20.0) * l3.ap_axis_ras  # 20 mm in front of L3's anterior wall
+    ijk = np.argwhere(labels == 0)
+    ball = ijk[np.linalg.norm(ph.labels.world_coordinates(ijk) - centre, axis=1) < 4.0]
+    assert len(ball) * abs(np.linalg.det(ph.labels.affine[:3, :3])) > 2 * cfg.lesions.min_volume_mm3
+    labels[tuple(ball.T)] = 3
+    report = analyze_images(LabelImage(labels, ph.labels.affine), ph.t1, ph.t2, config=cfg)
+    assert [(les.level, les.endplate) for les in report.lesions] == [("L4", "inferior")]
+    assert any(f"{len(ball)} lesion voxel(s) more than 8 mm" in w for w in report.warnings)
+    # with a reach beyond the ball's distance it joins L3, as every lesion voxel outside a body did before
+    cfg.lesions.max_distance_mm = 30.0
+    wide = analyze_images(LabelImage(labels, ph.labels.affine), ph.t1, ph.t2, config=cfg)
+    assert any(les.level == "L3" for les in wide.lesions)
+
+
 def test_single_contrast_reports_geometry_without_types(phantom) -> None:
     report = analyze_images(phantom.labels, t1=None, t2=phantom.t2)
     assert report.typing["possible"] is False and "T2" in report.typing["reason"]

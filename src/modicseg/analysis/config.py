@@ -63,6 +63,7 @@ class LesionConfig:
     """Lesion components."""
 
     min_volume_mm3: float = 20.0  # smaller components are dropped
+    max_distance_mm: float = 8.0  # lesion voxels outside the bodies join the nearest body within this distance
 
 
 @dataclass
@@ -146,6 +147,8 @@ class AnalysisConfig:
                     raise InputError(f"{source}: typing.bands.{name}.{which}: lower bound must be below upper")
         if not 0 < self.typing.secondary_min_fraction <= 0.5:
             raise InputError(f"{source}: typing.secondary_min_fraction must be in (0, 0.5]")
+        if not self.lesions.max_distance_mm >= 0:
+            raise InputError(f"{source}: lesions.max_distance_mm must be >= 0")
         if not 0 < self.grading.grade_a_below <= self.grading.grade_c_above:
             raise InputError(f"{source}: grading thresholds must satisfy 0 < grade_a_below <= grade_c_above")
         from modicseg.analysis.levels import level_index, parse_level

@@ -2,7 +2,8 @@
 
 A component is cut where it crosses from one vertebral body into another, so a change on both
 sides of a disc gives two lesions.  Lesion voxels outside every body instance join the nearest
-body.  Parts below the configured minimum volume are dropped.
+body when it is close (``max_distance_mm``); farther ones (on a body fragment that is not a
+vertebra, in soft tissue) are not placed.  Parts below the configured minimum volume are dropped.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class LesionSet:
     warnings: list[str] = field(default_factory=list)
 
 
-def _nearest_instance(instances: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """For every voxel, the instance label of the nearest body voxel."""
-    _, nearest = ndimage.distance_transform_edt(instances == 0, sampling=spacing, return_indices=True)
-    return instances[tuple(nearest)]
+def _nearest_instance(instances: np.ndarray, spacing: np.ndarray, max_distance_mm: float) -> np.ndarray:
+    """For every voxel, the instance label of the nearest body voxel (0 when none within ``max_distance_mm``)."""
+    distance, nearest = ndimage.distance_transform_edt(instances == 0, sampling=spacing, return_indices=True)
+    return np.where(distance <= max_distance_mm, instances[tuple(nearest)], 0)
 
 
 def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, config: LesionConfig) -> LesionSet:
@@ -67,7 +68,13 @@ def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, conf
         return empty
     owner = vset.instances
     if (mask & (owner == 0)).any():
-        owner = np.where(mask & (owner == 0), _nearest_instance(vset.instances, spacing), owner)
+        owner = np.where(mask & (owner == 0), _nearest_instance(vset.instances, spacing, config.max_distance_mm),
+                         owner)
+        unplaced = int(np.count_nonzero(mask & (owner == 0)))
+        if unplaced:
+            warnings.append(f"{unplaced} lesion voxel(s) more than {config.max_distance_mm:g} mm from every "
+                            "vertebral body (on bone that is not a vertebra, or soft tissue) were not placed")
+            mask = mask & (owner > 0)
     comp, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     parts: list[tuple[int, np.ndarray]] = []
     dropped = 0
