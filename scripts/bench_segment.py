@@ -63,7 +63,7 @@ def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, devic
     if n_synth:
         cases = synth_validation_cases(n_synth, seed, **HELD_OUT_OPTIONS)
         for contrasts in (["T1", "T2"], ["T2"], ["T1"]):
-            summary, rows = evaluate_cases(seg, cases, contrasts)
+            summary, rows = evaluate_cases(seg, cases, contrasts, level_names=True)
             out[f"synthetic_{'+'.join(contrasts)}"] = {"summary": summary, "cases": rows}
     if real is not None and real.is_dir():
         cases = load_labelled_cases(real)
@@ -184,7 +184,7 @@ def markdown(res: dict) -> str:
     syn = [k for k in res if k.startswith("synthetic_")]
     if syn:
         lines += ["| held-out synthetic | cases | Dice body | Dice disc | Dice lesion | lesions found | "
-                  "false lesions |", "|---|---|---|---|---|---|---|"]
+                  "false lesions | levels named like the exact labels |", "|---|---|---|---|---|---|---|---|"]
         for k in syn:
             s = res[k]["summary"]
             rows = res[k]["cases"]
@@ -193,7 +193,7 @@ def markdown(res: dict) -> str:
             false = sum(r.get("modic_lesion_false", 0) for r in rows)
             lines.append(f"| {k.removeprefix('synthetic_')} | {len(rows)} | "
                          + " | ".join(_fmt(s.get(f"dice_{c}")) for c in labels)
-                         + f" | {found}/{total} | {false} |")
+                         + f" | {found}/{total} | {false} | {_named(s)} |")
         lines.append("")
     if "real_spine" in res:
         r = res["real_spine"]

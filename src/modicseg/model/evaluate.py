@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from modicseg.analysis.config import VertebraConfig
 from modicseg.analysis.level_agreement import level_agreement
+from modicseg.analysis.levels import name_levels
+from modicseg.analysis.vertebrae import BODY, DISC, find_vertebrae
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LabelImage
 from modicseg.core.resample import resample_to
@@ -47,7 +50,9 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     masks that label only part of the spine in view.
     With ``level_names``, cases whose ``info`` names the level of every body of an instance map
     (``level_map``, ``level_names``: real-spine) also get ``levels_named_right`` of
-    ``levels_reference``: the analysis's level names on the prediction against the mask's.
+    ``levels_reference``: the analysis's level names on the prediction against the mask's; cases
+    that annotate bodies and discs (synthetic) are compared with the names the analysis gives their
+    exact labels.
     With ``unannotated_min_part_mm3``, rows of cases that do not annotate a class hold the volume
     the model predicts of it and its parts of at least that size (``<class>_unannotated_mm3`` /
     ``_parts``; summed in the summary): lesions on real scans without Modic labels.
@@ -93,7 +98,7 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
             if annotated_levels and c not in nested:
                 scored = group & ~beyond_annotated_levels(group, class_truth, case.labels.affine)
                 row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
-        if level_names and case.info.get("level_names"):
+        if level_names and (case.info.get("level_names") or {BODY, DISC} <= set(case.annotated)):
             row.update(_level_row(predicted, case))
         if unannotated_min_part_mm3 is not None:
             row.update(_unannotated_parts(predicted, case, labels, unannotated_min_part_mm3))
@@ -136,11 +141,18 @@ def _unannotated_parts(predicted: np.ndarray, case: LabelledCase, labels: dict[i
 
 
 def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:
-    """Level-name agreement of one case's prediction with its named instance mask."""
-    reference = load_nifti(Path(case.info["level_map"]), LabelImage)
-    if not reference.same_grid(case.labels):
-        reference = resample_to(reference, case.labels)
-    found = level_agreement(predicted, case.labels.affine, np.asarray(reference.array), case.info["level_names"])
+    """Level-name agreement of one case's prediction with its named instance mask, or else with the
+    analysis's names on its exact labels."""
+    if case.info.get("level_names"):
+        reference = load_nifti(Path(case.info["level_map"]), LabelImage)
+        if not reference.same_grid(case.labels):
+            reference = resample_to(reference, case.labels)
+        instances, names = np.asarray(reference.array), case.info["level_names"]
+    else:
+        truth = find_vertebrae(np.asarray(case.labels.array), case.labels.affine, VertebraConfig())
+        instances = truth.instances
+        names = dict(enumerate(name_levels(len(truth.vertebrae)), start=1))
+    found = level_agreement(predicted, case.labels.affine, instances, names)
     wrong = [f"{p['level']}->{p['named']}" for p in found["per_level"] if not p.get("right")]
     return {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
             "levels_wrong": " ".join(wrong)}
