@@ -423,3 +423,32 @@ def test_perivertebral_lookalikes_touch_the_bodies_and_leave_labels_exact():
     strong = changed & (distance > 1.0)
     assert images["T1"][strong].max() >= 1.2 * 1.0 * 0.95
     assert images["T1"][strong].min() < 1.0
+
+
+def test_endplate_notches_become_disc_joined_to_the_disc_and_touch_nothing_else():
+    """Schmorl-node-like notches: bone under a disc becomes disc (labels exact), filled with disc signal."""
+    from scipy import ndimage
+
+    from modicseg.synth.distractors import add_endplate_notches
+
+    ids = np.full((60, 80, 12), tis.FAT, dtype=np.uint8)
+    ids[20:40, 10:35, 2:10] = tis.MARROW_BASE  # upper body
+    ids[20:40, 35:43, 2:10] = tis.NUCLEUS_BASE  # disc, 8 mm
+    ids[20:40, 43:70, 2:10] = tis.MARROW_BASE + 1  # lower body
+    labels = tis.LABEL_LUT[ids]
+    original = labels.copy()
+    spacing = np.array([1.0, 1.0, 4.0])
+    images = {"T1": np.select([labels == 1, labels == 2], [1.0, 0.5], 0.3).astype(np.float32),
+              "T2": np.select([labels == 1, labels == 2], [0.8, 1.5], 0.2).astype(np.float32)}
+    before = {k: v.copy() for k, v in images.items()}
+    made = add_endplate_notches(images, ids, labels, spacing, np.random.default_rng(2), count=6)
+    assert 4 <= made <= 6
+    notch = labels != original
+    assert notch.any() and (original[notch] == 1).all() and (labels[notch] == 2).all()  # bone -> disc only
+    disc_distance = ndimage.distance_transform_edt(original != 2, sampling=spacing)
+    assert disc_distance[notch].max() <= 7.0 + 1.0  # no deeper than the deepest notch
+    assert ndimage.label(labels == 2)[1] == 1  # every notch opens into the disc
+    assert images["T2"][notch].mean() > 0.8 and images["T1"][notch].mean() < 1.0  # disc-like, not marrow
+    changed = (np.abs(images["T1"] - before["T1"]) > 1e-6) | (np.abs(images["T2"] - before["T2"]) > 1e-6)
+    assert not changed[original == 0].any() and not changed[original == 2].any()  # soft tissue and disc untouched
+    assert disc_distance[changed].max() <= 7.0 + 2.0 + 1.0  # notch and rim only

@@ -13,7 +13,7 @@ import numpy as np
 from modicseg.core.image import LabelImage, Provenance, ScalarImage
 from modicseg.synth import tissues as tis
 from modicseg.synth.anatomy import Spine, sample_spine
-from modicseg.synth.distractors import add_distractors, add_perivertebral_lookalikes
+from modicseg.synth.distractors import add_distractors, add_endplate_notches, add_perivertebral_lookalikes
 from modicseg.synth.grid import Grid, make_grid, rotation_matrix
 from modicseg.synth.lesions import Lesion, sample_lesions
 from modicseg.synth.randomize import (
@@ -267,7 +267,8 @@ def _maps(scene: Scene, centre: np.ndarray, grid: Grid) -> dict[str, LabelImage]
 def generate_training_sample(rng: np.random.Generator, spacing: tuple[float, float, float] = (1.0, 1.0, 4.0),
                              shape: tuple[int, int, int] = (208, 240, 15),
                              supersample: tuple[int, int, int] = (1, 1, 3),
-                             distractors: int = 0, perivertebral: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                             distractors: int = 0, perivertebral: int = 0,
+                             notches: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A two-channel (T1, T2) training sample and its labels, in memory.
 
     Anatomy, lesions, contrast (30 % beyond the physical), bias, coil, noise, slice thickness
@@ -275,6 +276,8 @@ def generate_training_sample(rng: np.random.Generator, spacing: tuple[float, flo
     up to that many marrow-like blobs in the soft tissue (``synth.distractors``; background
     label).  ``perivertebral``: up to that many lesion-like blobs against the outside of the
     bodies (fat, vessels; ``synth.distractors.add_perivertebral_lookalikes``, background label).
+    ``notches``: up to that many disc-filled notches in the endplates (Schmorl-node-like, labelled
+    disc, some with a dark rim; ``synth.distractors.add_endplate_notches``).
     Each channel is divided by its 99th percentile.
     Returns (image float32 [2, *shape], labels int64 [*shape]).
     """
@@ -292,6 +295,8 @@ def generate_training_sample(rng: np.random.Generator, spacing: tuple[float, flo
         add_distractors(images, centre_ids, labels, grid.spacing, rng, distractors)
     if perivertebral:
         add_perivertebral_lookalikes(images, centre_ids, labels, grid.spacing, rng, perivertebral)
+    if notches:
+        add_endplate_notches(images, centre_ids, labels, grid.spacing, rng, notches)
     out = np.empty((2, *shape), dtype=np.float32)
     for c, name in enumerate(("T1", "T2")):
         img = images[name]
