@@ -18,10 +18,10 @@ from modicseg.analysis.measures import extent_grade
 from modicseg.analysis.modic_typing import UNCLASSIFIED_CODE, lesion_type
 from modicseg.analysis.pipeline import analyze_images
 from modicseg.analysis.vertebrae import find_vertebrae
-from modicseg.core.image import LabelImage
+from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.io.errors import InputError
 from tests.conftest import REAL_SPINE, REPO
-from tests.test_analysis_phantoms import DEFAULT_LESIONS, LEVELS, PhantomLesion, make_phantom
+from tests.test_analysis_phantoms import BACKGROUND, DEFAULT_LESIONS, LEVELS, PhantomLesion, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -218,31 +218,63 @@ def test_a_sliver_of_sacrum_below_s1_does_not_shift_the_names() -> None:
     assert len(cut.vertebrae) == len(LEVELS) + 1 and cut.vertebrae[-1].truncated
 
 
-def test_bone_below_s1_without_a_disc_is_not_counted_and_a_rudimentary_disc_raises_no_warning() -> None:
-    """A whole body-sized bone part under S1 that no disc separates from it (a sacral segment, as the network
-    labelled one on a real scan) would shift every name by one level; only a small S1-S2 disc remnant lies
-    between them, which is no sign of a missing sacrum either."""
+def _phantom_with_s2():
+    """A phantom down to S2, its vertebrae, and the S1-S2 disc's voxels (the discs are numbered top to bottom)."""
     ph = make_phantom([], levels=(*LEVELS, "S2"))
-    labels = ph.labels.array.copy()
+    vset = find_vertebrae(ph.labels.array, ph.labels.affine, AnalysisConfig().vertebrae)
+    discs, count = ndimage.label(ph.labels.array == 2)
+    return ph, vset, np.argwhere(discs == count)
+
+
+def test_bone_behind_and_below_s1_without_a_disc_is_not_a_vertebra() -> None:
+    """A body-sized bone part behind and below S1 with no disc between (a network labelled two on a
+    real T1 scan) would become "S1" and shift every name; a body right below S1 whose disc the
+    segmentation missed is kept."""
+    ph, whole, last_disc = _phantom_with_s2()
     cfg = AnalysisConfig()
-    whole = find_vertebrae(labels, ph.labels.affine, cfg.vertebrae)
-    discs, count = ndimage.label(labels == 2)
-    last_disc = np.argwhere(discs == count)  # numbered top to bottom: the S1-S2 disc
-    centre = last_disc.mean(axis=0)
+    labels = ph.labels.array.copy()
+    labels[tuple(last_disc.T)] = 0  # no disc between S1 and the part below it
+    missed_disc = find_vertebrae(labels, ph.labels.affine, cfg.vertebrae)
+    assert len(missed_disc.vertebrae) == len(LEVELS) + 1  # straight below S1: kept
+    s1, s2 = whole.vertebrae[-2], whole.vertebrae[-1]
+    part = np.argwhere(whole.instances == s2.label)
+    labels[tuple(part.T)] = 0
     spacing = np.sqrt((ph.labels.affine[:3, :3] ** 2).sum(axis=0))
-    remnant = np.linalg.norm((last_disc - centre) * spacing, axis=1) < 4.0
+    room = ((0, 60), (0, 0), (0, 0))  # 48 mm more behind the spine (i runs posterior; the affine is unchanged)
+    labels = np.pad(labels, room)
+    t1, t2 = (ScalarImage(np.pad(img.array, room, constant_values=value), img.affine)
+              for img, value in ((ph.t1, BACKGROUND[0]), (ph.t2, BACKGROUND[1])))
+    moved = part + np.round(np.array([40.0, -22.0, 0.0]) / spacing).astype(int)  # 40 mm back, 22 mm up (i, j)
+    assert (moved >= 0).all() and (moved < labels.shape).all() and (labels[tuple(moved.T)] == 0).all()
+    labels[tuple(moved.T)] = 1
+    step = ph.labels.world_coordinates(moved).mean(axis=0) - s1.centre_ras
+    assert abs(step[1]) > 2 * abs(step[2])  # the premise: mostly behind S1, not below it
+    report = analyze_images(LabelImage(labels, ph.labels.affine), t1, t2, config=cfg)
+    assert [v.level for v in report.vertebrae] == list(LEVELS)
+    assert np.linalg.norm(np.array(report.vertebrae[-1].centre_ras) - s1.centre_ras) < 0.5
+    assert any("1 bone part(s) behind and below the lowest body" in w for w in report.warnings)
+    # masks that label bodies only (no discs at all) keep every body
+    bodies_only = np.where(labels == 2, 0, labels)
+    assert len(find_vertebrae(bodies_only, ph.labels.affine, cfg.vertebrae).vertebrae) == len(LEVELS) + 1
+
+
+def test_a_rudimentary_disc_under_s1_raises_no_missing_sacrum_warning() -> None:
+    """A small S1-S2 disc remnant under S1 is no sign that the sacrum is out of view; a full disc is."""
+    ph, whole, last_disc = _phantom_with_s2()
+    cfg = AnalysisConfig()
+    labels = ph.labels.array.copy()
+    labels[whole.instances == whole.vertebrae[-1].label] = 0  # S2 not labelled, as in the training labels
+    full = analyze_images(LabelImage(labels, ph.labels.affine), ph.t1, ph.t2, config=cfg)
+    assert any("disc lies below" in w for w in full.warnings)
+    spacing = np.sqrt((ph.labels.affine[:3, :3] ** 2).sum(axis=0))
+    remnant = np.linalg.norm((last_disc - last_disc.mean(axis=0)) * spacing, axis=1) < 4.0
     labels[tuple(last_disc[~remnant].T)] = 0
     remnant_mm3 = remnant.sum() * float(np.prod(spacing))
     disc_mm3 = (ph.labels.array == 2).sum() * float(np.prod(spacing)) / len(LEVELS)
     assert cfg.vertebrae.min_disc_volume_mm3 < remnant_mm3 < cfg.vertebrae.split_min_disc_fraction * disc_mm3
     report = analyze_images(LabelImage(labels, ph.labels.affine), ph.t1, ph.t2, config=cfg)
     assert [v.level for v in report.vertebrae] == list(LEVELS)
-    assert np.linalg.norm(np.array(report.vertebrae[-1].centre_ras) - whole.vertebrae[-2].centre_ras) < 0.5
-    assert any("1 body part(s) below the lowest body" in w for w in report.warnings)
     assert not any("disc lies below" in w for w in report.warnings)
-    # masks that label bodies only (no discs at all) keep every body
-    bodies_only = np.where(labels == 2, 0, labels)
-    assert len(find_vertebrae(bodies_only, ph.labels.affine, cfg.vertebrae).vertebrae) == len(LEVELS) + 1
 
 
 def test_lesion_across_a_disc_is_two_lesions_and_small_ones_are_dropped() -> None:

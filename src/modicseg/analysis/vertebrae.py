@@ -270,6 +270,11 @@ def _drop_slivers(pieces: list[np.ndarray], shape: tuple[int, ...], affine: np.n
     return kept, len(pieces) - len(kept)
 
 
+#: A bone part under the lowest body without a disc between is not a vertebra only when it lies at
+#: least this many times farther behind (or in front of) that body than below it.
+AP_STEP_RATIO = 2.0
+
+
 def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_offset_mm: float = 15.0) -> bool:
     """Whether a disc centre lies between two body centres (RAS, mm): inside the middle 80 % of the segment
     joining them and within ``max_offset_mm`` of it."""
@@ -286,22 +291,30 @@ def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_of
 
 
 def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
-    """How many of the lowest bodies (centres superior to inferior) no disc separates from the body above.
+    """How many of the lowest bodies (centres superior to inferior, RAS mm) are bone that is not a vertebra.
 
-    Every lumbar body is separated from the next by a disc; a bone part under S1 without one (a sacral
-    segment, a piece of the pelvis or of a posterior element) would otherwise be counted as the lowest
-    vertebra and shift every level name. Only applied when discs separate the other bodies (all
-    neighbouring pairs but at most one, and at least two), so masks that label bodies only, or a
-    segmentation that misses discs, keep every body.
+    Every lumbar body is separated from the next by a disc. The lowest bodies that no disc (of any
+    size in ``discs``) separates from the body above, and of which the first lies at least
+    ``AP_STEP_RATIO`` times farther behind (or in front of) that body than below it, are a bone part
+    under S1 (a piece of the sacrum or of a posterior element): counted, it would become "S1" and
+    shift every level name. A body below the one above without a disc between is kept otherwise:
+    the segmentation may have missed a degenerate disc, and S1 itself lies well behind L5 in a
+    lordotic spine. Only applied when discs separate the other bodies (all neighbouring pairs but at
+    most one, and at least two), so masks that label bodies only keep every body.
     """
-    if len(centres) < 3 or len(discs) < 2:
+    if len(centres) < 4 or len(discs) < 2:
         return 0
-    count = 0
-    while len(centres) - count >= 3 and not disc_between(centres[-count - 2], centres[-count - 1], discs):
-        count += 1
-    rest = centres[: len(centres) - count]
+    first = len(centres)  # the first of the lowest bodies without a disc above them
+    while first > 3 and not disc_between(centres[first - 2], centres[first - 1], discs):
+        first -= 1
+    if first == len(centres):
+        return 0
+    step = centres[first] - centres[first - 1]
+    if abs(step[1]) < AP_STEP_RATIO * abs(step[2]):  # a vertebra under a missed disc, or S1 behind L5
+        return 0
+    rest = centres[:first]
     separated = sum(disc_between(a, b, discs) for a, b in itertools.pairwise(rest))
-    return count if separated >= max(2, len(rest) - 2) else 0
+    return len(centres) - first if separated >= max(2, len(rest) - 2) else 0
 
 
 def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfig) -> VertebraSet:
@@ -349,11 +362,11 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
     order = np.argsort([-c[2] for c in centres])  # superior first
     pieces = [pieces[i] for i in order]
     centres = [centres[i] for i in order]
-    below_last_disc = bodies_below_last_disc(centres, cutting)
+    below_last_disc = bodies_below_last_disc(centres, discs)
     if below_last_disc:
         pieces, centres = pieces[:-below_last_disc], centres[:-below_last_disc]
-        warnings.append(f"{below_last_disc} body part(s) below the lowest body, not separated from it by a disc, "
-                        "were not counted as vertebrae (sacral segment or other bone): check the level names")
+        warnings.append(f"{below_last_disc} bone part(s) behind and below the lowest body, not separated from it "
+                        "by a disc, were not counted as vertebrae: check the level names")
     instances = np.zeros(labels.shape, dtype=np.int16)
     for label, ijk in enumerate(pieces, start=1):
         instances[tuple(ijk.T)] = label
