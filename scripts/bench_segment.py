@@ -173,6 +173,13 @@ def timing_section(model: Path, n: int, device: str, precision: str, threads: in
     return result
 
 
+def _heights_line(what: str, summary: dict, reference: str) -> str:
+    """Mean over cases of the analysis's height on the prediction minus on the reference."""
+    return (f"- Vertebral height on the prediction minus on {reference} ({what}, levels named right, mean "
+            f"over cases): S1 {_fmt(summary.get('height_diff_mm_S1'), 1)} mm, other levels (median per case) "
+            f"{_fmt(summary.get('height_diff_mm_other_median'), 1)} mm")
+
+
 def _overlap(row: dict) -> str:
     """Precision / recall of the predicted bodies against a mask."""
     return f"{_fmt(row.get('precision_vertebral_body'))} / {_fmt(row.get('recall_vertebral_body'))}"
@@ -194,6 +201,10 @@ def markdown(res: dict) -> str:
             lines.append(f"| {k.removeprefix('synthetic_')} | {len(rows)} | "
                          + " | ".join(_fmt(s.get(f"dice_{c}")) for c in labels)
                          + f" | {found}/{total} | {false} | {_named(s)} |")
+        lines.append("")
+        for k in syn:
+            lines.append(_heights_line(f"held-out synthetic, {k.removeprefix('synthetic_')}", res[k]["summary"],
+                                       "the exact labels"))
         lines.append("")
     if "real_spine" in res:
         r = res["real_spine"]
@@ -227,6 +238,8 @@ def markdown(res: dict) -> str:
                             if a["eligible"] is None and a.get("eligibility_reason") else ""))
         lines.append("")
         lines.append("By sequence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r["by_sequence"].items()))
+        lines.append("")
+        lines.append(_heights_line("real-spine, 11 single-contrast volumes", r["summary"], "the mask"))
         lines.append("")
     if "timing" in res:
         t = res["timing"]

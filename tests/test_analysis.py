@@ -423,6 +423,7 @@ def test_level_agreement_counts_bodies_named_like_the_reference() -> None:
     levels = {10 * (i + 1): name for i, name in enumerate(LEVELS)}
     right = level_agreement(ph.labels.array, ph.labels.affine, reference, levels)
     assert right["levels_named_right"] == len(LEVELS) and right["levels_missed"] == 0
+    assert all(abs(p["height_mm"] - ph.heights[p["level"]]) < 1.0 for p in right["per_level"])  # 26 mm bodies
     # a network that misses S1: every name above it shifts by one
     no_s1 = np.where(vset.instances == len(LEVELS), 0, ph.labels.array).astype(np.uint8)
     shifted = level_agreement(no_s1, ph.labels.affine, reference, levels)

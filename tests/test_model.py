@@ -284,6 +284,8 @@ def test_shipped_model_segments_a_synthetic_study() -> None:
 
     _, [found] = evaluate_cases(seg, [case], level_names=True)
     assert found["levels_reference"] >= 7 and found["levels_named_right"] == found["levels_reference"], found
+    # ... and measures their heights as on the exact labels (the trial's 10 % rule divides by them)
+    assert abs(found["height_diff_mm_other_median"]) < 1.5 and abs(found["height_diff_mm_S1"]) < 3.0, found
 
 
 @pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")

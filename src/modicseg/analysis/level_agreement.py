@@ -23,7 +23,8 @@ def level_agreement(labels: np.ndarray, affine: np.ndarray, reference: np.ndarra
     """Named-right count of the reference bodies, by the analysis's own instances and names.
 
     A reference body is named right when the predicted vertebra holding most of its voxels carries
-    its name and holds more of it than of any other reference body. ``labels`` (model classes) and
+    its name and holds more of it than of any other reference body; ``per_level`` also gives that
+    vertebra's height. ``labels`` (model classes) and
     ``reference`` (instances) share one grid with ``affine``.
     """
     if labels.shape != reference.shape:
@@ -52,7 +53,8 @@ def level_agreement(labels: np.ndarray, affine: np.ndarray, reference: np.ndarra
         label = int(np.argmax(row))
         own = int(np.argmax(overlap[:, label])) == index[v]
         given = names[label - 1]
-        per_level.append({"level": name, "named": given, "right": bool(own and given == name)})
+        per_level.append({"level": name, "named": given, "right": bool(own and given == name),
+                          "height_mm": vset.vertebrae[label - 1].height_mm})
     return {"levels_reference": len(values), "levels_named_right": sum(bool(p.get("right")) for p in per_level),
             "levels_missed": sum(p["named"] is None for p in per_level), "vertebrae_found": n_pred,
             "per_level": per_level}

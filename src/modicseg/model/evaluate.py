@@ -52,7 +52,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     (``level_map``, ``level_names``: real-spine) also get ``levels_named_right`` of
     ``levels_reference``: the analysis's level names on the prediction against the mask's; cases
     that annotate bodies and discs (synthetic) are compared with the names the analysis gives their
-    exact labels.
+    exact labels. The rows also hold ``height_diff_mm_S1`` and ``height_diff_mm_other_median``: the
+    analysis's vertebral height on the prediction minus on the reference, for levels named right.
     With ``unannotated_min_part_mm3``, rows of cases that do not annotate a class hold the volume
     the model predicts of it and its parts of at least that size (``<class>_unannotated_mm3`` /
     ``_parts``; summed in the summary): lesions on real scans without Modic labels.
@@ -111,7 +112,7 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     for name in {k for r in rows for k in r if "_unannotated_" in k}:
         summary[name] = float(sum(r.get(name, 0) for r in rows))
     for name in {k for r in rows for k in r
-                 if k.startswith(("nsd_", "precision_", "recall_")) or k.endswith("_annotated_levels")}:
+                 if k.startswith(("nsd_", "precision_", "recall_", "height_diff_")) or k.endswith("_annotated_levels")}:
         values = [r[name] for r in rows if r.get(name) is not None and not np.isnan(r[name])]
         if values:
             summary[name] = float(np.mean(values))
@@ -154,5 +155,29 @@ def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:
         names = dict(enumerate(name_levels(len(truth.vertebrae)), start=1))
     found = level_agreement(predicted, case.labels.affine, instances, names)
     wrong = [f"{p['level']}->{p['named']}" for p in found["per_level"] if not p.get("right")]
-    return {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
-            "levels_wrong": " ".join(wrong)}
+    row = {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
+           "levels_wrong": " ".join(wrong)}
+    row.update(_height_differences(found["per_level"], instances, names, case.labels.affine))
+    return row
+
+
+def _height_differences(per_level: list[dict[str, Any]], instances: np.ndarray, names: dict[int, str],
+                        affine: np.ndarray) -> dict[str, float]:
+    """Height on the prediction minus height on the reference (mm, the analysis's own measurement), for
+    the levels named right: ``height_diff_mm_S1`` and the median over the others."""
+    measured = find_vertebrae((instances > 0).astype(np.uint8), affine, VertebraConfig())
+    reference: dict[str, float] = {}
+    for vertebra in measured.vertebrae:
+        values, counts = np.unique(instances[measured.instances == vertebra.label], return_counts=True)
+        keep = values > 0
+        if keep.any():
+            reference[names[int(values[keep][np.argmax(counts[keep])])]] = vertebra.height_mm
+    diffs = {p["level"]: p["height_mm"] - reference[p["level"]] for p in per_level
+             if p.get("right") and p["level"] in reference}
+    out: dict[str, float] = {}
+    if "S1" in diffs:
+        out["height_diff_mm_S1"] = round(diffs["S1"], 2)
+    others = [d for level, d in diffs.items() if level != "S1"]
+    if others:
+        out["height_diff_mm_other_median"] = round(float(np.median(others)), 2)
+    return out
