@@ -375,6 +375,13 @@ def test_demo_study(tmp_path):
     assert any(s.localizer for s in scan.stacks) and ("axial", "T2", False) in roles
 
 
+def _bone_and_soft_tissue_images(labels: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """T1/T2 of a look-alike test phantom (labelled voxels 1.0/0.8, the rest 0.3/0.2) and a copy of them."""
+    images = {"T1": np.where(labels > 0, 1.0, 0.3).astype(np.float32),
+              "T2": np.where(labels > 0, 0.8, 0.2).astype(np.float32)}
+    return images, {k: v.copy() for k, v in images.items()}
+
+
 def test_distractors_look_like_marrow_and_leave_labels_exact():
     from scipy import ndimage
 
@@ -384,9 +391,7 @@ def test_distractors_look_like_marrow_and_leave_labels_exact():
     ids[20:40, 30:50, 3:7] = tis.MARROW_BASE  # one vertebral body
     labels = tis.LABEL_LUT[ids]
     spacing = np.array([1.0, 1.0, 4.0])
-    images = {"T1": np.where(labels > 0, 1.0, 0.3).astype(np.float32),
-              "T2": np.where(labels > 0, 0.8, 0.2).astype(np.float32)}
-    before = {k: v.copy() for k, v in images.items()}
+    images, before = _bone_and_soft_tissue_images(labels)
     painted = add_distractors(images, ids, labels, spacing, np.random.default_rng(3), count=6, margin_mm=3.0)
     assert painted >= 1
     changed = np.abs(images["T1"] - before["T1"]) > 1e-6
@@ -408,9 +413,7 @@ def test_perivertebral_lookalikes_touch_the_bodies_and_leave_labels_exact():
     ids[20:40, 30:50, 4:8] = tis.MARROW_BASE  # one vertebral body
     labels = tis.LABEL_LUT[ids]
     spacing = np.array([1.0, 1.0, 4.0])
-    images = {"T1": np.where(labels > 0, 1.0, 0.3).astype(np.float32),
-              "T2": np.where(labels > 0, 0.8, 0.2).astype(np.float32)}
-    before = {k: v.copy() for k, v in images.items()}
+    images, before = _bone_and_soft_tissue_images(labels)
     painted = add_perivertebral_lookalikes(images, ids, labels, spacing, np.random.default_rng(5), count=8)
     assert 5 <= painted <= 8
     changed = (np.abs(images["T1"] - before["T1"]) > 1e-6) | (np.abs(images["T2"] - before["T2"]) > 1e-6)

@@ -143,35 +143,36 @@ def _unannotated_parts(predicted: np.ndarray, case: LabelledCase, labels: dict[i
 
 def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:
     """Level-name agreement of one case's prediction with its named instance mask, or else with the
-    analysis's names on its exact labels."""
+    analysis's names on its exact labels; and the height differences of the levels named right."""
     if case.info.get("level_names"):
         reference = load_nifti(Path(case.info["level_map"]), LabelImage)
         if not reference.same_grid(case.labels):
             reference = resample_to(reference, case.labels)
         instances, names = np.asarray(reference.array), case.info["level_names"]
+        reference_heights = _heights_by_level(instances, names, case.labels.affine)
     else:
         truth = find_vertebrae(np.asarray(case.labels.array), case.labels.affine, VertebraConfig())
         instances = truth.instances
         names = dict(enumerate(name_levels(len(truth.vertebrae)), start=1))
+        reference_heights = {names[v.label]: v.height_mm for v in truth.vertebrae}
     found = level_agreement(predicted, case.labels.affine, instances, names)
     wrong = [f"{p['level']}->{p['named']}" for p in found["per_level"] if not p.get("right")]
     row = {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
            "levels_wrong": " ".join(wrong)}
-    row.update(_height_differences(found["per_level"], instances, names, case.labels.affine))
+    row.update(_height_differences(found["per_level"], reference_heights))
     return row
 
 
-def _height_differences(per_level: list[dict[str, Any]], instances: np.ndarray, names: dict[int, str],
-                        affine: np.ndarray) -> dict[str, float]:
+def _heights_by_level(instances: np.ndarray, names: dict[int, str], affine: np.ndarray) -> dict[str, float]:
+    """The analysis's height (mm) of every body of a named instance mask, by level name: the mask's own
+    level agreement (each level's height is that of the body the analysis finds in it)."""
+    own = level_agreement((instances > 0).astype(np.uint8), affine, instances, names)
+    return {p["level"]: p["height_mm"] for p in own["per_level"] if "height_mm" in p}
+
+
+def _height_differences(per_level: list[dict[str, Any]], reference: dict[str, float]) -> dict[str, float]:
     """Height on the prediction minus height on the reference (mm, the analysis's own measurement), for
     the levels named right: ``height_diff_mm_S1`` and the median over the others."""
-    measured = find_vertebrae((instances > 0).astype(np.uint8), affine, VertebraConfig())
-    reference: dict[str, float] = {}
-    for vertebra in measured.vertebrae:
-        values, counts = np.unique(instances[measured.instances == vertebra.label], return_counts=True)
-        keep = values > 0
-        if keep.any():
-            reference[names[int(values[keep][np.argmax(counts[keep])])]] = vertebra.height_mm
     diffs = {p["level"]: p["height_mm"] - reference[p["level"]] for p in per_level
              if p.get("right") and p["level"] in reference}
     out: dict[str, float] = {}
