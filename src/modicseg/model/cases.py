@@ -40,8 +40,9 @@ from modicseg.io.errors import InputError
 from modicseg.io.nifti_input import load_nifti_image
 
 ALL_CLASSES = (1, 2, 3)
+IGNORE_LABEL = 255  # training labels: voxels the loss ignores (unlabelled levels of bodies-only masks)
 SEGMENT_NAME_CLASSES = {"vertebra": 1, "body": 1, "disc": 2, "modic": 3, "lesion": 3}
-SEQUENCE_CHANNEL = {"T1": "T1", "T2": "T2", "TIRM": "T2", "STIR": "T2"}
+SEQUENCE_CHANNEL = {"T1": "T1", "T2": "T2", "TIRM": "T2", "STIR": "T2", "DIXON_WATER": "T2"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from monai.transforms import (
     RandScaleIntensity,
 )
 
-from modicseg.model.cases import ALL_CLASSES, LabelledCase
+from modicseg.model.cases import ALL_CLASSES, IGNORE_LABEL, LabelledCase
 from modicseg.model.config import ModelConfig
 from modicseg.model.losses import group_matrix
 from modicseg.model.preprocess import normalize_intensity, resample_labels_to_grid, to_model_space
@@ -34,6 +34,8 @@ class TrainingVolume:
     labels: np.ndarray  # [X, Y, Z] uint8
     annotated: tuple[int, ...] = ALL_CLASSES
     name: str = ""
+    kinds: tuple[str | None, ...] = ()  # per channel: "T1", "T2", "FS" (fat-suppressed) or None (absent)
+    paint: bool = False  # paint Modic-like lesions and look-alikes into its marrow per sample
 
 
 VolumeFn = Callable[[np.random.Generator], TrainingVolume]
@@ -49,13 +51,91 @@ def volume_from_arrays(image: np.ndarray, labels: np.ndarray, config: ModelConfi
     return TrainingVolume(norm, present, np.asarray(labels, dtype=np.uint8), tuple(annotated), name)
 
 
-def case_to_volume(case: LabelledCase, config: ModelConfig) -> TrainingVolume:
-    """An annotated case resampled into model space (images linear, labels nearest)."""
+FAT_SUPPRESSED_SEQUENCES = ("STIR", "TIRM", "FS", "DIXON_WATER")
+
+
+def channel_kinds(case: LabelledCase, config: ModelConfig) -> tuple[str | None, ...]:
+    """Per model channel: "T1", "T2", "FS" (a fat-suppressed fluid-sensitive image in the T2
+    channel: STIR, TIRM, Dixon water) or None where the case has no such image."""
+    sequence = str(case.info.get("sequence", "")).upper()
+    kinds: list[str | None] = []
+    for name in config.channels:
+        if name not in case.contrasts:
+            kinds.append(None)
+        elif name == "T2" and sequence in FAT_SUPPRESSED_SEQUENCES:
+            kinds.append("FS")
+        else:
+            kinds.append(name)
+    return tuple(kinds)
+
+
+def ignore_unlabelled_levels(labels: np.ndarray, above: bool = True, below: bool = False) -> np.ndarray:
+    """Labels with the cranio-caudal slabs above the highest / below the lowest labelled body set
+    to ``IGNORE_LABEL`` (model axis 2 = inferior -> superior): bodies-only masks that stop at L1
+    or L5 while T12 or the sacrum is in view say nothing about the voxels there."""
+    out = np.array(labels, copy=True)
+    z = np.nonzero(np.any(out == 1, axis=(0, 1)))[0]
+    if z.size == 0:
+        return out
+    if above:
+        out[..., z.max() + 1:] = IGNORE_LABEL
+    if below:
+        out[..., : z.min()] = IGNORE_LABEL
+    return out
+
+
+def case_to_volume(case: LabelledCase, config: ModelConfig, paint: bool = False,
+                   ignore_above: bool = False, ignore_below: bool = False) -> TrainingVolume:
+    """An annotated case resampled into model space (images linear, labels nearest).
+
+    ``paint``: lesions and look-alikes are painted into its marrow per sample (``synth.marrow_paint``;
+    use only on scans without real lesions, the lesion class then counts as annotated).
+    ``ignore_above`` / ``ignore_below``: the loss ignores the slabs beyond the labelled bodies."""
     x, grid = to_model_space({"T1": case.t1, "T2": case.t2}, config, reference=case.reference)
     n = len(config.channels)
-    labels = resample_labels_to_grid(case.labels, grid)
+    labels = resample_labels_to_grid(case.labels, grid).astype(np.uint8)
+    if ignore_above or ignore_below:
+        labels = ignore_unlabelled_levels(labels, ignore_above, ignore_below)
     present = tuple(name in case.contrasts for name in config.channels)
-    return TrainingVolume(x[:n], present, labels.astype(np.uint8), case.annotated, case.name)
+    annotated = tuple(sorted({*case.annotated, 3})) if paint else case.annotated
+    return TrainingVolume(x[:n], present, labels, annotated, case.name, channel_kinds(case, config), paint)
+
+
+def random_intensity_curve(channel: np.ndarray, rng: np.random.Generator, monotone: float = 0.75) -> np.ndarray:
+    """A random piecewise-linear remapping of a normalised channel (real-anatomy stand-in for
+    SynthSeg's per-tissue random intensities): increasing with probability ``monotone``, else any
+    order, so marrow, fat, fluid and muscle trade places."""
+    knots_x = np.linspace(0.0, 1.5, 7)
+    if rng.random() < monotone:
+        steps = rng.gamma(1.0, 1.0, 6)
+        knots_y = np.concatenate([[0.0], np.cumsum(steps)])
+        knots_y *= 1.2 / knots_y[-1]
+    else:
+        knots_y = np.concatenate([[0.0], rng.uniform(0.05, 1.2, 6)])
+    return np.interp(channel, knots_x, knots_y).astype(np.float32)
+
+
+def sample_real_volume(vol: TrainingVolume, config: ModelConfig, settings: Mapping[str, Any],
+                       rng: np.random.Generator) -> TrainingVolume:
+    """A per-sample variant of a real volume: random intensity curves, then painted lesions and
+    look-alikes (``settings``: the ``data.real.paint`` section)."""
+    from modicseg.synth.marrow_paint import paint_real_volume
+
+    image, labels = vol.image, vol.labels
+    p_curve = float(settings.get("intensity_curve", 0.0))
+    if p_curve > 0 and any(vol.present):
+        image = image.copy()
+        for c, p in enumerate(vol.present):
+            if p and rng.random() < p_curve:
+                image[c] = random_intensity_curve(image[c], rng)
+    if vol.paint:
+        kinds = vol.kinds or tuple(n if p else None for n, p in zip(config.channels, vol.present, strict=True))
+        lesions = tuple(settings.get("lesions", (0, 3)))
+        lookalikes = tuple(settings.get("lookalikes", (0, 3)))
+        image, labels, _ = paint_real_volume(image, labels, config.spacing_mm, kinds, rng,
+                                             lesions=(int(lesions[0]), int(lesions[1])),
+                                             lookalikes=(int(lookalikes[0]), int(lookalikes[1])))
+    return TrainingVolume(image, vol.present, labels, vol.annotated, vol.name, vol.kinds, vol.paint)
 
 
 # --- synthetic volumes --------------------------------------------------------------------------
@@ -106,7 +186,7 @@ def crop_patch(vol: TrainingVolume, patch: Sequence[int], rng: np.random.Generat
     patch_arr = np.asarray(patch)
     centre = None
     if rng.random() < foreground_fraction:
-        classes = [c for c in np.unique(vol.labels) if c > 0]
+        classes = [c for c in np.unique(vol.labels) if 0 < c < IGNORE_LABEL]
         if classes:
             idx = np.argwhere(vol.labels == rng.choice(classes))
             centre = idx[rng.integers(len(idx))]
@@ -139,6 +219,7 @@ class Augmenter:
         self.bias = RandBiasField(prob=1.0, coeff_range=(0.1, 0.4), degree=3)
         self.smooth = RandGaussianSmooth(prob=1.0, sigma_x=(0.0, 0.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0))
         self.scale_int = RandScaleIntensity(prob=1.0, factors=0.2)
+        self.artefacts = scanner_artefacts(s.get("artefacts") or {}, config.spacing_mm)
 
     def set_seed(self, seed: int) -> None:
         for t in (self.affine, self.noise, self.bias, self.smooth, self.scale_int):
@@ -169,6 +250,9 @@ class Augmenter:
                     c = np.asarray(self.smooth(c))
                 if rng.random() < float(s.get("noise", 0.0)):
                     c = np.asarray(self.noise(c))
+                for prob, transform in self.artefacts:
+                    if rng.random() < prob:
+                        c = apply_torchio(transform, c, self.config.spacing_mm)
             channels.append(np.asarray(c, dtype=np.float32)[0])
         image = np.stack(channels)
         present = self.channel_dropout(present, rng)
@@ -182,6 +266,35 @@ class Augmenter:
             if out[i] and sum(out) > 1 and rng.random() < float(drop.get(name, 0.0)):
                 out[i] = False
         return tuple(out)
+
+
+def scanner_artefacts(settings: Mapping[str, Any], spacing: Sequence[float]) -> list[tuple[float, Any]]:
+    """(probability, TorchIO transform) pairs for the MRI artefacts of real scanners: k-space motion,
+    ghosting, spikes and thick-slice / anisotropic resolution (``augment.artefacts``: probability
+    per artefact, 0 = off). Bias, blur, gamma and noise are MONAI's, above."""
+    import torchio as tio
+
+    in_plane_axes = (1, 2)  # model axes 1 (P->A) and 2 (I->S): the sagittal plane
+    catalogue = {
+        "motion": lambda: tio.RandomMotion(degrees=4, translation=4, num_transforms=2),
+        "ghosting": lambda: tio.RandomGhosting(num_ghosts=(2, 8), axes=in_plane_axes, intensity=(0.15, 0.6)),
+        "spike": lambda: tio.RandomSpike(num_spikes=(1, 2), intensity=(0.05, 0.3)),
+        "anisotropy": lambda: tio.RandomAnisotropy(axes=in_plane_axes, downsampling=(1.5, 3.5)),
+    }
+    unknown = set(settings) - set(catalogue)
+    if unknown:
+        raise ValueError(f"augment.artefacts: unknown artefacts {sorted(unknown)} (known: {sorted(catalogue)})")
+    return [(float(p), catalogue[name]()) for name, p in settings.items() if float(p) > 0]
+
+
+def apply_torchio(transform: Any, channel: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """One TorchIO intensity transform on a [1, X, Y, Z] channel with the model grid's spacing."""
+    import torchio as tio
+
+    image = tio.ScalarImage(tensor=torch.as_tensor(np.ascontiguousarray(channel), dtype=torch.float32),
+                            affine=np.diag([*(float(v) for v in spacing), 1.0]))
+    out = transform(image)
+    return np.asarray(out.data, dtype=np.float32)
 
 
 def network_input(image: np.ndarray, present: Sequence[bool], config: ModelConfig) -> np.ndarray:
@@ -233,6 +346,7 @@ class TrainingStream(torch.utils.data.IterableDataset):
         while True:
             if rng.random() < self.real_fraction:
                 vol = self.real[int(rng.integers(len(self.real)))]
+                vol = sample_real_volume(vol, self.config, self.settings["data"]["real"].get("paint") or {}, rng)
             else:
                 assert volume_fn is not None
                 if len(pool) < self.pool_size and (not pool or n % self.refresh_every == 0 or len(pool) < 2):

@@ -48,11 +48,13 @@ def group_matrices(annotated_per_sample: list[Iterable[int]], n_classes: int,
 
 
 class PartialDiceCELoss(torch.nn.Module):
-    """Soft Dice (batch Dice per group, over annotated groups) + cross-entropy on grouped probabilities."""
+    """Soft Dice (batch Dice per group, over annotated groups) + cross-entropy on grouped probabilities;
+    voxels labelled ``ignore_index`` count in neither."""
 
     def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, smooth: float = 1e-5,
-                 include_background_dice: bool = False) -> None:
+                 include_background_dice: bool = False, ignore_index: int = 255) -> None:
         super().__init__()
+        self.ignore_index = ignore_index
         self.dice_weight = dice_weight
         self.ce_weight = ce_weight
         self.smooth = smooth
@@ -64,18 +66,22 @@ class PartialDiceCELoss(torch.nn.Module):
             target = target[:, 0]
         target = target.long()
         n_classes = logits.shape[1]
+        known = target != self.ignore_index  # voxels the labels say nothing about are left out
+        target = torch.where(known, target, torch.zeros_like(target))
         probs = torch.softmax(logits.float(), dim=1)
         groups = groups.to(probs)
         grouped = torch.einsum("bgc,bc...->bg...", groups, probs).clamp_min(1e-8)
         loss = probs.new_zeros(())
         if self.ce_weight:
-            loss = loss + self.ce_weight * F.nll_loss(torch.log(grouped), target)
+            nll = F.nll_loss(torch.log(grouped), target, reduction="none")
+            loss = loss + self.ce_weight * (nll * known).sum() / known.sum().clamp_min(1)
         if self.dice_weight:
-            onehot = F.one_hot(target, n_classes).movedim(-1, 1).to(probs)
+            weight = known.unsqueeze(1).to(probs)
+            onehot = F.one_hot(target, n_classes).movedim(-1, 1).to(probs) * weight
             dims = tuple(range(2, probs.ndim))
             present = groups.sum(dim=2) > 0  # [B, G] groups this sample annotates
             inter = (grouped * onehot).sum(dims) * present
-            denom = (grouped.sum(dims) + onehot.sum(dims)) * present
+            denom = ((grouped * weight).sum(dims) + onehot.sum(dims)) * present
             inter, denom = inter.sum(0), denom.sum(0)  # batch Dice per group
             dice = (2 * inter + self.smooth) / (denom + self.smooth)
             valid = present.any(0)

@@ -211,6 +211,10 @@ def _train(settings: Mapping[str, Any], base: Path, run_dir: Path, optim_s: Mapp
             real_cases.extend(load_labelled_cases(_resolve(d, base), real_settings.get("overrides"),
                                                   real_settings.get("limit"), real_settings.get("cases")))
     real_volumes = [case_to_volume(case, config) for case in real_cases]
+    if real_settings.get("sources"):
+        from modicseg.model.sources import source_volumes
+
+        real_volumes += source_volumes(real_settings["sources"], config, base, log)
     stream = TrainingStream(config, settings, real_volumes, seed=seed * 1_000_003 + start_step, volume_fn=volume_fn)
     workers = int(settings["data"].get("num_workers", 0))
     loader = torch.utils.data.DataLoader(stream, batch_size=int(optim_s["batch_size"]), num_workers=workers,

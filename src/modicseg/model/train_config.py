@@ -31,12 +31,15 @@ DEFAULTS: dict[str, Any] = {
             "enabled": True, "source": "synth", "pool_size": 24, "refresh_every": 4,
             "slice_spacing_mm": [3.0, 4.5], "fov_mm": [60.0, 200.0, 240.0], "generator": {},
         },
-        "real": {"dirs": [], "fraction": 0.0, "overrides": {}, "limit": None, "cases": None},
+        "real": {"dirs": [], "fraction": 0.0, "overrides": {}, "limit": None, "cases": None,
+                 "sources": [],  # [{dir, split | cases, overrides, paint, ignore_above, ignore_below}]
+                 "paint": {"intensity_curve": 0.0, "lesions": [0, 3], "lookalikes": [0, 3]}},
     },
     "augment": {
         "flip_lr": 0.5, "affine": 0.3, "rotate_deg": 12.0, "scale": 0.1, "noise": 0.2,
         "bias_field": 0.3, "gamma": 0.3, "smooth": 0.2, "scale_intensity": 0.3,
         "channel_dropout": {"T1": 0.15, "T2": 0.15},
+        "artefacts": {},  # TorchIO: {motion: p, ghosting: p, spike: p, anisotropy: p}
     },
     "validation": {
         "every_steps": 250,
@@ -46,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # keys whose values are free-form mappings (not checked against the defaults)
-FREE_FORM = {"model", "generator", "overrides", "channel_dropout"}
+FREE_FORM = {"model", "generator", "overrides", "channel_dropout", "artefacts"}
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any], path: str = "") -> dict[str, Any]:

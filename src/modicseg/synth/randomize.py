@@ -54,14 +54,19 @@ class Appearance:
 
     properties: dict[int, tis.TissueProperty]
     sequences: dict[str, Sequence]
-    physical: bool = True
-    random_lut: dict[str, np.ndarray] = field(default_factory=dict)  # when not physical
+    physical: bool = True  # False when any channel's contrast is random
+    random_lut: dict[str, np.ndarray] = field(default_factory=dict)  # channels with a random contrast
+    fat_suppressed_ti: float | None = None  # ms: the T2 channel is a STIR/TIRM (fat nulled) when set
     snr: dict[str, float] = field(default_factory=dict)
     bias: dict[str, np.ndarray] = field(default_factory=dict)  # polynomial coefficients
     coil_length_mm: float = 200.0
     coil_strength: float = 0.6
     gain: dict[str, float] = field(default_factory=dict)
     texture_scale: float = 1.0
+
+
+RANDOM_CONTRAST_PROBABILITY = 0.4  # per channel, training regime
+FAT_SUPPRESSED_PROBABILITY = 0.35  # of physical T2 channels, training regime
 
 
 def draw_sequences(rng: np.random.Generator) -> dict[str, Sequence]:
@@ -121,10 +126,17 @@ def draw_appearance(rng: np.random.Generator, spine: Spine, regime: str = "reali
     app.coil_length_mm = float(rng.uniform(120.0, 320.0))
     app.coil_strength = float(rng.uniform(0.0, 1.2 if training else 0.8))
     app.texture_scale = float(rng.uniform(0.5, 1.6)) if training else float(rng.uniform(0.8, 1.2))
-    if training and rng.random() < 0.3:
-        app.physical = False
+    if training:
+        # SynthSeg-style: each channel's tissue intensities drawn at random (lesions keep their
+        # ratio to the same vertebra's marrow, see render.signal_lut) ...
         for name in ("T1", "T2"):
-            app.random_lut[name] = rng.uniform(0.02, 1.0, tis.N_IDS).astype(np.float32)
+            if rng.random() < RANDOM_CONTRAST_PROBABILITY:
+                app.random_lut[name] = rng.uniform(0.02, 1.0, tis.N_IDS).astype(np.float32)
+        app.physical = not app.random_lut
+        # ... and the fluid-sensitive channel is a fat-suppressed inversion recovery (STIR / TIRM,
+        # Dixon water look: fat and fatty marrow dark) in a share of the physical ones
+        if "T2" not in app.random_lut and rng.random() < FAT_SUPPRESSED_PROBABILITY:
+            app.fat_suppressed_ti = float(tis.TISSUE_PROPERTIES[tis.FAT].t1 * np.log(2.0) * rng.uniform(0.85, 1.15))
     return app
 
 

@@ -18,18 +18,25 @@ from modicseg.synth.randomize import Appearance
 def signal_lut(app: Appearance, weighting: str, spine: Spine, lesions: list[Lesion]) -> np.ndarray:
     """Tissue id -> noiseless signal for one weighting (float32, 256 entries)."""
     lut = np.zeros(tis.N_IDS, dtype=np.float32)
-    if app.physical:
-        seq = app.sequences[weighting]
-        for tid, prop in app.properties.items():
-            lut[tid] = tis.spin_echo_signal(prop, seq.tr, seq.te)
-    else:
+    fat_suppressed = weighting == "T2" and app.fat_suppressed_ti is not None
+    if weighting in app.random_lut:
         lut[:] = app.random_lut[weighting]
         lut[tis.AIR] = 0.0
+    else:
+        seq = app.sequences[weighting]
+        for tid, prop in app.properties.items():
+            if fat_suppressed:
+                lut[tid] = tis.inversion_recovery_signal(prop, seq.tr, seq.te, float(app.fat_suppressed_ti))
+            else:
+                lut[tid] = tis.spin_echo_signal(prop, seq.tr, seq.te)
     by_level = {v.level: v for v in spine.vertebrae}
     for lesion in lesions:
         marrow = lut[tis.MARROW_BASE + by_level[lesion.level].index]
         for part, ratios in lesion.ratios.items():
-            lut[tis.lesion_part_id(lesion.index, int(part))] = marrow * ratios[weighting]
+            ratio = ratios[weighting]
+            if fat_suppressed:
+                ratio = tis.fat_suppressed_ratio(lesion.part_type(int(part)), ratios)
+            lut[tis.lesion_part_id(lesion.index, int(part))] = marrow * ratio
     return lut
 
 

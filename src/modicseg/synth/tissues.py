@@ -110,6 +110,22 @@ MARROW_TEXTURE = 0.06
 LESION_TEXTURE = 0.05
 
 
+def inversion_recovery_signal(prop: TissueProperty, tr: float, te: float, ti: float) -> float:
+    """Magnitude inversion-recovery (STIR / TIRM) signal PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2)."""
+    return float(prop.pd * abs(1.0 - 2.0 * np.exp(-ti / prop.t1) + np.exp(-tr / prop.t1)) * np.exp(-te / prop.t2))
+
+
+def fat_suppressed_ratio(modic_type: int, ratios: dict[str, float]) -> float:
+    """A lesion part's signal ratio to normal (fatty, so suppressed) marrow on a fat-suppressed
+    fluid-sensitive image, from its drawn T1/T2 ratios: oedema (type 1) brighter than on T2, fat
+    (type 2) suppressed below the marrow, sclerosis (type 3) dark as on T2."""
+    if modic_type == 1:
+        return 1.4 * ratios["T2"]
+    if modic_type == 2:
+        return 0.8 / ratios["T1"]
+    return ratios["T2"]
+
+
 def spin_echo_signal(prop: TissueProperty, tr: float, te: float) -> float:
     """Spin-echo signal PD (1 - exp(-TR/T1)) exp(-TE/T2)."""
     return float(prop.pd * (1.0 - np.exp(-tr / prop.t1)) * np.exp(-te / prop.t2))
