@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-# torch is pinned here (a CPU wheel is available locally); the package itself asks for torch>=2.1
+# torch is pinned here (a CPU wheel is available locally); the package itself asks for torch>=2.3
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: demo test lint bench clean

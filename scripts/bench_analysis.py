@@ -12,8 +12,9 @@ segmentation.  Reported:
   lesion counts as wrong); lesions are matched by vertebra (majority of the truth instance map
   under the lesion) and endplate, so level naming does not enter;
 * median |volume error| (%), median |height-fraction error| (percentage points), over matched lesions;
-* eligibility agreement: per case, reported ``eligible`` == truth (some lesion with
-  ``trial_eligible``);
+* eligibility agreement: per case decided automatically, reported ``eligible`` == truth (some
+  lesion with ``trial_eligible``); cases whose decision is "borderline: review" (a type-1 lesion
+  within one voxel of 10 % and none clear of it) are counted apart (``borderline_cases``);
 * median |vertebral height error| (mm) over bodies not cut by the field of view, and the level
   naming accuracy (transitional spines with 4 or 6 lumbar vertebrae are named as if they had 5);
 * wall time of ``analyze`` (load + analysis) and of writing the outputs, per study.
@@ -100,7 +101,8 @@ def compare(case, report) -> dict:
     truth_eligible = any(tl["trial_eligible"] and tl["volume_mm3"] > 0 for tl in truth["lesions"])
     return {"case": case.case_id, "vertebrae": vertebrae, "lesions": lesions, "extra_lesions": len(extra)
             + sum(len(rows) - 1 for rows in found.values()),
-            "eligible": report.eligibility.eligible, "truth_eligible": truth_eligible,
+            "eligible": report.eligibility.eligible, "eligibility_status": report.eligibility.status,
+            "truth_eligible": truth_eligible,
             "lumbar_count": truth["parameters"]["lumbar_count"],
             "empty_truth_lesions": sum(tl["volume_mm3"] <= 0 for tl in truth["lesions"])}
 
@@ -123,7 +125,11 @@ def summarise(results: list[dict]) -> dict:
             abs(row["height_fraction"] - row["truth_height_fraction"]) for row in matched),
         "p90_height_fraction_error": float(np.percentile(
             [abs(row["height_fraction"] - row["truth_height_fraction"]) for row in matched], 90)),
-        "eligibility_agreement": sum(r["eligible"] == r["truth_eligible"] for r in results) / len(results),
+        # over the cases decided automatically; borderline cases (a height within one voxel of 10 %) go
+        # to a reader and are counted apart
+        "eligibility_agreement": sum(r["eligible"] == r["truth_eligible"] for r in results if r["eligible"] is not None)
+        / max(sum(r["eligible"] is not None for r in results), 1),
+        "borderline_cases": sum(r.get("eligibility_status") == "borderline" for r in results),
         "eligible_cases_truth": sum(r["truth_eligible"] for r in results),
         "median_height_error_mm": statistics.median(abs(v["height"] - v["truth_height"]) for v in vertebrae),
         "p90_height_error_mm": float(np.percentile([abs(v["height"] - v["truth_height"]) for v in vertebrae], 90)),

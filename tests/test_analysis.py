@@ -429,3 +429,25 @@ def test_level_agreement_counts_bodies_named_like_the_reference() -> None:
     shifted = level_agreement(no_s1, ph.labels.affine, reference, levels)
     assert shifted["levels_named_right"] == 0 and shifted["levels_missed"] == 1
     assert shifted["per_level"][LEVELS.index("L5")]["named"] == "S1"
+
+
+def test_a_lesion_away_from_both_endplates_is_not_a_modic_change() -> None:
+    """A round focus in the middle of a body (haemangioma-like) is not counted; one reaching the
+    endplate is; with the rule switched off both are."""
+    ph = make_phantom([PhantomLesion("L3", "superior", 5.0)])
+    labels = ph.labels.array.copy()
+    vset = find_vertebrae(labels, ph.labels.affine, AnalysisConfig().vertebrae)
+    l2 = vset.vertebrae[LEVELS.index("L2")]
+    body = np.argwhere(vset.instances == l2.label)
+    distance = np.linalg.norm(ph.labels.world_coordinates(body) - l2.centre_ras, axis=1)
+    focus = body[distance < 6.0]  # 6 mm ball at the centre: 7 mm from each endplate of a 26 mm body
+    labels[tuple(focus.T)] = 3
+    image = LabelImage(labels, ph.labels.affine)
+    report = analyze_images(image, ph.t1, ph.t2)
+    assert [(les.level, les.endplate) for les in report.lesions] == [("L3", "superior")]
+    assert any("from both endplates" in w and "not counted" in w for w in report.warnings)
+    assert (report.labels.array[tuple(focus.T)] == 1).all()  # written back as body
+    keep_all = AnalysisConfig()
+    keep_all.lesions.max_endplate_gap_mm = None
+    both = analyze_images(image, ph.t1, ph.t2, config=keep_all)
+    assert sorted(les.level for les in both.lesions) == ["L2", "L3"]

@@ -34,6 +34,8 @@ class PhantomLesion:
     offset_ap_mm: float = 0.0
     types: tuple[str, ...] = ("1",)  # one type, or two: the part near the endplate first
     split: float = 0.5  # share of the depth taken by the first type
+    gap_mm: float = 0.0  # marrow (body label) left between the endplate surface and the lesion: a cortical
+    #                      endplate line; depth_mm still counts from the surface
 
 
 @dataclass
@@ -94,7 +96,7 @@ def make_phantom(lesions: list[PhantomLesion] | None = None, levels: tuple[str, 
             if lesion.level != level:
                 continue
             depth = (height_mm / 2 - w) if lesion.endplate == "superior" else (w + height_mm / 2)
-            plug = body & (depth <= lesion.depth_mm) & (
+            plug = body & (depth <= lesion.depth_mm) & (depth > lesion.gap_mm) & (
                 ((u - lesion.offset_ap_mm) / lesion.radius_ap_mm) ** 2 + (v / lesion.radius_lr_mm) ** 2 <= 1)
             labels[plug] = 3
             first = plug & (depth <= lesion.depth_mm * (lesion.split if len(lesion.types) > 1 else 1.0))

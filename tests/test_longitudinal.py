@@ -64,6 +64,15 @@ def test_compare_classifies_every_evolution_and_recovers_the_motion(reports, tmp
     change.write(tmp_path)
     data = json.loads((tmp_path / "change.json").read_text())
     assert data["schema_version"].startswith("modicseg-change/")
+    import jsonschema
+
+    from modicseg.report.schema import validate_change
+
+    validate_change(data)  # (the writer validated it too: the suite sets MODICSEG_VALIDATE_OUTPUTS)
+    broken = json.loads(json.dumps(data))
+    broken["lesions"][0]["status"] = "new" if broken["lesions"][0]["status"] != "new" else "same type"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_change(broken)
     assert len(data["lesions"]) == 5 and data["identity"]["same_patient"] is None
     with open(tmp_path / "change.csv") as fh:
         table = list(csv.DictReader(fh))

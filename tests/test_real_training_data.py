@@ -155,31 +155,22 @@ def test_the_shipped_split_keeps_every_subject_on_one_side():
 
 
 def test_fat_suppressed_contrast_darkens_fat_and_marrow_and_keeps_the_type_ratios():
+    from types import SimpleNamespace
+
     from modicseg.synth.render import signal_lut
 
-    class _Lesion:
-        index, level = 0, "L4"
-        ratios = {"0": {"T1": 0.55, "T2": 1.8}, "1": {"T1": 1.5, "T2": 1.2}}
-
-        def part_type(self, part):
-            return 1 if part == 0 else 2
-
-    class _V:
-        def __init__(self, index, level):
-            self.index, self.level = index, level
-
-    class _Spine:
-        vertebrae = [_V(3, "L4")]
-
+    lesion = SimpleNamespace(index=0, level="L4", ratios={"0": {"T1": 0.55, "T2": 1.8}, "1": {"T1": 1.5, "T2": 1.2}},
+                             part_type=lambda part: 1 if part == 0 else 2)  # part 0 oedema, part 1 fat
+    spine = SimpleNamespace(vertebrae=[SimpleNamespace(index=3, level="L4")])
     from modicseg.synth.randomize import Appearance, draw_sequences
 
     rng = np.random.default_rng(0)
     props = dict(tis.TISSUE_PROPERTIES)
     props[tis.MARROW_BASE + 3] = tis.MARROW
     app = Appearance(properties=props, sequences=draw_sequences(rng))
-    t2 = signal_lut(app, "T2", _Spine(), [_Lesion()])
+    t2 = signal_lut(app, "T2", spine, [lesion])
     app.fat_suppressed_ti = tis.TISSUE_PROPERTIES[tis.FAT].t1 * np.log(2.0)
-    stir = signal_lut(app, "T2", _Spine(), [_Lesion()])
+    stir = signal_lut(app, "T2", spine, [lesion])
     marrow_t2, marrow_stir = t2[tis.MARROW_BASE + 3], stir[tis.MARROW_BASE + 3]
     assert stir[tis.FAT] < 0.05 * t2[tis.FAT]  # fat nulled
     assert stir[tis.CSF] / marrow_stir > 2 * t2[tis.CSF] / marrow_t2  # marrow dark against fluid

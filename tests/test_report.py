@@ -19,7 +19,7 @@ from tests.dicom_factory import CANARY_BIRTH, CANARY_ID, CANARY_NAME
 from tests.test_analysis_phantoms import DEFAULT_LESIONS, make_phantom, write_phantom_dicom
 
 OUTPUT_FILES = {"report.json", "lesions.csv", "vertebrae.csv", "labels.nii.gz", "types.nii.gz", "labels_seg.dcm",
-                "qc.png"}
+                "qc.png", "t1.nii.gz", "t2.nii.gz"}
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modicseg.io.classify import FAT_SUPPRESSED_FLUID
 from modicseg.io.errors import InputError
 
 #: Modic types a band can name.
 MODIC_TYPES = ("1", "2", "3")
+#: Name of the fluid-sensitive ratio in each band set of the configuration file.
+BAND_KEYS = {"bands": "t2", "stir_bands": "stir"}
 
 
 @dataclass(frozen=True)
 class TypeBand:
-    """A rectangle in (T1 ratio, T2 ratio) space: lower bound inclusive, upper bound exclusive."""
+    """A rectangle in (T1 ratio, fluid-sensitive ratio) space: lower bound inclusive, upper bound exclusive.
+
+    ``t2`` bounds the ratio on the fluid-sensitive image: the T2 for ``typing.bands``, the STIR (or
+    other fat-suppressed image) for ``typing.stir_bands``, where the configuration file calls it ``stir``.
+    """
 
     t1: tuple[float, float]
     t2: tuple[float, float]
@@ -40,6 +47,20 @@ def _default_bands() -> dict[str, TypeBand]:
         "1": TypeBand(t1=(0.0, 0.80), t2=(1.20, math.inf)),
         "2": TypeBand(t1=(1.20, math.inf), t2=(0.85, math.inf)),
         "3": TypeBand(t1=(0.0, 0.80), t2=(0.0, 0.80)),
+    }
+
+
+def _default_stir_bands() -> dict[str, TypeBand]:
+    # On a fat-suppressed fluid-sensitive image (STIR, TIRM, fat-saturated T2, Dixon water) normal
+    # marrow, about half fat, is dark, so ratios to it differ from the T2's:
+    #   type 1 (oedema):     T1 low,  STIR high: water against suppressed marrow, >= 1.5 (1.2 on T2:
+    #                        suppressed marrow is dark and uneven, so the bar is higher)
+    #   type 2 (fat):        T1 high, STIR low or iso: fat is suppressed with the marrow (< 1.1)
+    #   type 3 (sclerosis):  T1 low,  STIR low (< 0.85)
+    return {
+        "1": TypeBand(t1=(0.0, 0.80), t2=(1.50, math.inf)),
+        "2": TypeBand(t1=(1.20, math.inf), t2=(0.0, 1.10)),
+        "3": TypeBand(t1=(0.0, 0.80), t2=(0.0, 0.85)),
     }
 
 
@@ -64,6 +85,8 @@ class LesionConfig:
 
     min_volume_mm3: float = 20.0  # smaller components are dropped
     max_distance_mm: float = 8.0  # lesion voxels outside the bodies join the nearest body within this distance
+    max_endplate_gap_mm: float | None = 3.0  # parts farther than this from both endplates of their body are
+    #                                          not Modic changes (haemangioma, fat island, vein); None = keep all
 
 
 @dataclass
@@ -73,19 +96,47 @@ class TypingConfig:
     reference_erosion_mm: float = 2.0  # reference voxels lie this far inside the body (cortex, edges)
     reference_lesion_margin_mm: float = 3.0  # ... and this far from any lesion voxel
     min_reference_voxels: int = 30  # fewer: relax the erosion, then use neighbouring vertebrae
-    bands: dict[str, TypeBand] = field(default_factory=_default_bands)
-    secondary_min_fraction: float = 0.15  # share of typed voxels a second type needs to be reported
+    bands: dict[str, TypeBand] = field(default_factory=_default_bands)  # with a T2
+    stir_bands: dict[str, TypeBand] = field(default_factory=_default_stir_bands)  # with a STIR / fat-suppressed image
+    # A second type is named when it forms a spatially coherent component (modic_typing.is_component):
+    secondary_noise_floor_mm3: float = 10.0  # its connected regions smaller than this never count (scattered voxels)
+    secondary_min_volume_mm3: float = 20.0  # a connected region this large names it (a lesion's own minimum) ...
+    secondary_min_footprint_fraction: float = 0.25  # ... or regions covering this share of the lesion's
+    #                                                 endplate footprint (a thin band against the endplate) ...
+    secondary_min_fraction: float = 0.15  # ... or holding this share of the typed voxels
     rim_mm: float = 1.0  # lesion voxels this close to the body's surface (cortex, endplate) take the type
-    #                      of the nearest deeper lesion voxel (partial volume with disc and cortex)
+    #                      of the nearest deeper lesion voxel when partial volume with cortex and disc
+    #                      explains their signal (within partial_volume_tolerance)
     min_core_fraction: float = 0.25  # ... unless fewer than this share of the lesion lies deeper
+    partial_volume_tolerance: float = 0.1  # ratio units (about twice the noise of a clinical TSE, SNR ~20)
+
+    def bands_for(self, fluid_contrast: str | None) -> tuple[str, dict[str, TypeBand]]:
+        """(config key, bands) for a fluid-sensitive image of this kind: "STIR" / "T2FS" -> stir_bands."""
+        if fluid_contrast in FAT_SUPPRESSED_FLUID:
+            return "typing.stir_bands", self.stir_bands
+        return "typing.bands", self.bands
+
+
+#: Definitions of a lesion's cranio-caudal extent (``grading.extent_definition``).
+EXTENT_DEFINITIONS = {
+    "change": "the signal change's own cranio-caudal span, from its border at the endplate to its deepest "
+              "border (the cortical endplate line is not part of the change)",
+    "endplate": "from the vertebral body's outer surface at the endplate to the change's deepest border "
+                "(the cortical endplate line, about 1 mm, included)",
+}
 
 
 @dataclass
 class GradingConfig:
-    """Udby extent grade: A below the first threshold, C above the second, B between (inclusive)."""
+    """Udby extent grade: A below the first threshold, C above the second, B between (inclusive).
+
+    ``extent_definition`` says how the extent behind every height fraction (this grade and the
+    trial's 10 % rule) is measured: see EXTENT_DEFINITIONS.
+    """
 
     grade_a_below: float = 0.25
     grade_c_above: float = 0.50
+    extent_definition: str = "change"  # the trials' "craniocaudal size of the Modic change"
 
 
 @dataclass
@@ -95,6 +146,8 @@ class EligibilityConfig:
     min_height_fraction: float = 0.10
     levels: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")  # L6: six-lumbar spines
     required_type: str = "1"  # as primary or secondary type
+    borderline_voxels: float = 1.0  # a height fraction within this many voxels (along the vertebra's axis,
+    #                                 as a fraction of its height) of the threshold is borderline: review
 
 
 @dataclass
@@ -110,8 +163,9 @@ class AnalysisConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-ready dictionary (infinite band bounds written as null)."""
         data = dataclasses.asdict(self)
-        data["typing"]["bands"] = {name: {"t1": _bounds_out(b.t1), "t2": _bounds_out(b.t2)}
-                                   for name, b in self.typing.bands.items()}
+        for key, fluid in BAND_KEYS.items():
+            data["typing"][key] = {name: {"t1": _bounds_out(b.t1), fluid: _bounds_out(b.t2)}
+                                   for name, b in getattr(self.typing, key).items()}
         data["eligibility"]["levels"] = list(self.eligibility.levels)
         return data
 
@@ -138,19 +192,33 @@ class AnalysisConfig:
 
     def validate(self, source: str = "configuration") -> None:
         """Raise InputError on values that cannot work."""
-        bands = self.typing.bands
-        if not bands or any(name not in MODIC_TYPES for name in bands):
-            raise InputError(f"{source}: typing.bands must name types among {MODIC_TYPES}")
-        for name, band in bands.items():
-            for which, (lo, hi) in (("t1", band.t1), ("t2", band.t2)):
-                if not lo < hi:
-                    raise InputError(f"{source}: typing.bands.{name}.{which}: lower bound must be below upper")
+        for key, fluid in BAND_KEYS.items():
+            bands = getattr(self.typing, key)
+            if not bands or any(name not in MODIC_TYPES for name in bands):
+                raise InputError(f"{source}: typing.{key} must name types among {MODIC_TYPES}")
+            for name, band in bands.items():
+                for which, (lo, hi) in (("t1", band.t1), (fluid, band.t2)):
+                    if not lo < hi:
+                        raise InputError(f"{source}: typing.{key}.{name}.{which}: lower bound must be below upper")
         if not 0 < self.typing.secondary_min_fraction <= 0.5:
             raise InputError(f"{source}: typing.secondary_min_fraction must be in (0, 0.5]")
+        if not 0 < self.typing.secondary_min_footprint_fraction <= 1:
+            raise InputError(f"{source}: typing.secondary_min_footprint_fraction must be in (0, 1]")
+        if not 0 <= self.typing.secondary_noise_floor_mm3 <= self.typing.secondary_min_volume_mm3:
+            raise InputError(f"{source}: typing.secondary_noise_floor_mm3 must be >= 0 and at most "
+                             "typing.secondary_min_volume_mm3")
+        if not self.typing.partial_volume_tolerance >= 0 or not self.typing.rim_mm >= 0:
+            raise InputError(f"{source}: typing.partial_volume_tolerance and typing.rim_mm must be >= 0")
         if not self.lesions.max_distance_mm >= 0:
             raise InputError(f"{source}: lesions.max_distance_mm must be >= 0")
+        if self.lesions.max_endplate_gap_mm is not None and not self.lesions.max_endplate_gap_mm >= 0:
+            raise InputError(f"{source}: lesions.max_endplate_gap_mm must be >= 0 (or null)")
         if not 0 < self.grading.grade_a_below <= self.grading.grade_c_above:
             raise InputError(f"{source}: grading thresholds must satisfy 0 < grade_a_below <= grade_c_above")
+        if self.grading.extent_definition not in EXTENT_DEFINITIONS:
+            raise InputError(f"{source}: grading.extent_definition must be one of {', '.join(EXTENT_DEFINITIONS)}")
+        if not self.eligibility.borderline_voxels >= 0:
+            raise InputError(f"{source}: eligibility.borderline_voxels must be >= 0")
         from modicseg.analysis.levels import level_index, parse_level
 
         level_index(self.vertebrae.lowest_level, self.vertebrae.lumbar_count)
@@ -174,15 +242,16 @@ def _bounds_in(value: Any, where: str, source: str) -> tuple[float, float]:
 
 def _convert(section: str, key: str, value: Any, default: Any, source: str) -> Any:
     where = f"{section}.{key}"
-    if key == "bands":
+    if section == "typing" and key in BAND_KEYS:
+        fluid = BAND_KEYS[key]
         if not isinstance(value, dict):
-            raise InputError(f"{source}: {where} must map type names to {{t1: [lo, hi], t2: [lo, hi]}}")
+            raise InputError(f"{source}: {where} must map type names to {{t1: [lo, hi], {fluid}: [lo, hi]}}")
         bands = {}
         for name, band in value.items():
-            if not isinstance(band, dict) or set(band) != {"t1", "t2"}:
-                raise InputError(f"{source}: {where}.{name} needs exactly t1 and t2")
+            if not isinstance(band, dict) or set(band) != {"t1", fluid}:
+                raise InputError(f"{source}: {where}.{name} needs exactly t1 and {fluid}")
             bands[str(name)] = TypeBand(t1=_bounds_in(band["t1"], f"{where}.{name}.t1", source),
-                                        t2=_bounds_in(band["t2"], f"{where}.{name}.t2", source))
+                                        t2=_bounds_in(band[fluid], f"{where}.{name}.{fluid}", source))
         return bands
     try:
         if isinstance(default, tuple):

@@ -2,7 +2,11 @@
 
 Eligible when some lesion is at one of the configured levels (T12..S1), at a superior or inferior
 endplate, of primary or secondary type 1, with a cranio-caudal size of at least 10 % of its
-vertebral height (threshold configurable).
+vertebral height (threshold configurable).  A lesion that qualifies by level and type but whose
+height fraction lies within its measurement uncertainty (``borderline_voxels`` voxels along the
+vertebra's axis, as a fraction of its height) of the threshold is *borderline*: when no lesion
+qualifies clearly, the decision is "borderline: review" (``eligible`` null) instead of a bare yes
+or no.
 """
 
 from __future__ import annotations
@@ -23,15 +27,37 @@ class LesionLike(Protocol):
     primary_type: str | None
     secondary_type: str | None
     height_fraction: float
+    # optional: height_fraction_uncertainty (float | None), one voxel along the axis / height
 
 
 @dataclass
 class Eligibility:
-    """The decision (None when it cannot be made), its reasons, and the lesions that qualify."""
+    """The decision (None when it cannot be made), its reasons, the lesions that qualify, and those
+    whose size is within measurement uncertainty of the threshold (borderline)."""
 
     eligible: bool | None
     reasons: list[str]
     qualifying_lesions: list[int] = field(default_factory=list)
+    borderline_lesions: list[int] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """"eligible", "not eligible", "borderline" (review the listed lesions) or "undecided"."""
+        if self.eligible is not None:
+            return "eligible" if self.eligible else "not eligible"
+        return "borderline" if self.borderline_lesions else "undecided"
+
+
+def margin(lesion: LesionLike, config: EligibilityConfig) -> float:
+    """The height-fraction margin around the threshold within which a lesion is borderline (0: none)."""
+    uncertainty = getattr(lesion, "height_fraction_uncertainty", None)
+    return float(uncertainty) * config.borderline_voxels if uncertainty else 0.0
+
+
+def is_borderline(lesion: LesionLike, config: EligibilityConfig) -> bool:
+    """Whether a lesion's height fraction is within its measurement uncertainty of the threshold."""
+    width = margin(lesion, config)
+    return width > 0 and abs(lesion.height_fraction - config.min_height_fraction) <= width
 
 
 def _where(lesion: LesionLike) -> str:
@@ -47,20 +73,27 @@ def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_poss
     threshold = config.min_height_fraction
     if not lesions:
         return Eligibility(False, ["no Modic change found"])
-    qualifying, reasons, undecided = [], [], []
+    qualifying, reasons, undecided, borderline = [], [], [], []
     for lesion in lesions:
         problems = []
+        near = is_borderline(lesion, config)
         if not in_levels(lesion.level, config.levels):
             problems.append(f"level {lesion.level or 'unknown'} is outside {levels}")
         if lesion.endplate not in ("superior", "inferior"):
             problems.append("not at a superior or inferior endplate")
-        if not lesion.height_fraction >= threshold:
-            problems.append(f"height {100 * lesion.height_fraction:.0f} % < {100 * threshold:.0f} %")
         has_type = wanted in (lesion.primary_type, lesion.secondary_type)
         if typing_possible and lesion.primary_type is not None and not has_type:
             problems.append(f"type {lesion.type} has no type-{wanted} component")
+        if not lesion.height_fraction >= threshold and not (near and has_type and not problems):
+            problems.append(f"height {100 * lesion.height_fraction:.0f} % < {100 * threshold:.0f} %")
         if problems:
             reasons.append(f"{_where(lesion)} does not qualify: " + "; ".join(problems))
+        elif near and has_type:
+            borderline.append(lesion)
+            reasons.append(f"{_where(lesion)} is borderline: type {lesion.type}, height "
+                           f"{100 * lesion.height_fraction:.1f} % is within the measurement uncertainty "
+                           f"(±{100 * margin(lesion, config):.1f} %, one voxel along the vertebra's axis) of "
+                           f"{100 * threshold:.0f} %: review")
         elif not has_type:
             undecided.append(lesion)
             reasons.append(f"{_where(lesion)}: size and place qualify "
@@ -71,8 +104,16 @@ def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_poss
             reasons.insert(len(qualifying) - 1,
                            f"{_where(lesion)} qualifies: type {lesion.type} ({role} type {wanted}), height "
                            f"{100 * lesion.height_fraction:.0f} % >= {100 * threshold:.0f} %, level within {levels}")
+    borderline_ids = [lesion.id for lesion in borderline]
     if qualifying:
-        return Eligibility(True, reasons, qualifying)
+        return Eligibility(True, reasons, qualifying, borderline_ids)
+    if borderline:
+        where = ", ".join(_where(lesion) for lesion in borderline)
+        first = (f"borderline: review {where}: its height is within the measurement uncertainty of "
+                 f"{100 * threshold:.0f} %" if len(borderline) == 1 else
+                 f"borderline: review {where}: their heights are within the measurement uncertainty of "
+                 f"{100 * threshold:.0f} %")
+        return Eligibility(None, [first, *reasons], [], borderline_ids)
     if undecided:
         if typing_note is None and typing_possible:
             where = ", ".join(_where(lesion) for lesion in undecided)

@@ -35,7 +35,9 @@ class Lesion:
     centre_ras: np.ndarray = field(default_factory=lambda: np.zeros(3))
     axial_range_mm: tuple[float, float] = (0.0, 0.0)  # along the vertebra's axis from its centre, voxel edges
     ap_range_mm: tuple[float, float] = (0.0, 0.0)  # along its AP axis from its centre, voxel edges
-    craniocaudal_extent_mm: float = 0.0  # span along the vertebra's axis, endplate included (sub-voxel)
+    craniocaudal_extent_mm: float = 0.0  # span along the vertebra's axis from the body's outer surface at the
+    #                                        endplate (the cortical endplate included), sub-voxel
+    change_extent_mm: float = 0.0  # span of the signal change itself along the axis (its own borders), sub-voxel
 
 
 @dataclass
@@ -92,14 +94,55 @@ def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, conf
     if dropped:
         warnings.append(f"{dropped} lesion component(s) under {config.min_volume_mm3:g} mm³ dropped")
     lesions = [_describe(vset, vertebra, part, affine) for vertebra, part in parts]
+    if config.max_endplate_gap_mm is not None:
+        near = [endplate_gap_mm(les, vset, affine) <= config.max_endplate_gap_mm for les in lesions]
+        away = near.count(False)
+        if away:
+            lesions = [les for les, keep in zip(lesions, near, strict=True) if keep]
+            warnings.append(f"{away} lesion part(s) more than {config.max_endplate_gap_mm:g} mm from both "
+                            "endplates of their vertebra (a Modic change lies against an endplate: haemangioma, "
+                            "fat island or vein) were not counted")
     for lesion in lesions:
-        lesion.craniocaudal_extent_mm = craniocaudal_extent(lesion, vset, affine)
+        lesion.craniocaudal_extent_mm, lesion.change_extent_mm = craniocaudal_extents(lesion, vset, affine)
     lesions.sort(key=lambda les: (les.vertebra, les.endplate != "superior", -les.volume_mm3))
     lesion_map = np.zeros(labels.shape, dtype=np.int32)
     for number, lesion in enumerate(lesions, start=1):
         lesion.id = number
         lesion_map[tuple(lesion.ijk.T)] = number
     return LesionSet(lesions, lesion_map, warnings)
+
+
+def endplate_gap_mm(lesion: Lesion, vset: VertebraSet, affine: np.ndarray, column_mm: float = 2.0) -> float:
+    """Distance (mm, along the vertebra's axis) between the lesion and the nearer endplate of its
+    vertebra, measured column by column (``column_mm`` bins across the axis), so that a wedge-shaped
+    or concave body's endplate is where it really is: 0 when the lesion reaches an endplate."""
+    vertebra = vset.by_label(lesion.vertebra)
+    axis = vertebra.axis_ras
+    ap = vertebra.ap_axis_ras
+    lateral = np.cross(axis, ap)
+    body = np.argwhere((vset.instances == lesion.vertebra) | (lesion_mask_of(lesion, vset.instances.shape)))
+
+    def frame(ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rel = geo.world_points(affine, ijk) - vertebra.centre_ras
+        cols = np.floor(np.stack([rel @ ap, rel @ lateral], axis=1) / column_mm).astype(np.int64)
+        return rel @ axis, cols[:, 0] * 100_003 + cols[:, 1]
+
+    t_body, key_body = frame(body)
+    t_les, key_les = frame(lesion.ijk)
+    order = np.argsort(key_body)
+    keys, starts = np.unique(key_body[order], return_index=True)
+    top = np.maximum.reduceat(t_body[order], starts)
+    bottom = np.minimum.reduceat(t_body[order], starts)
+    where = np.searchsorted(keys, key_les)
+    gap = np.minimum(top[where] - t_les, t_les - bottom[where])
+    return float(max(0.0, gap.min()))
+
+
+def lesion_mask_of(lesion: Lesion, shape: tuple[int, ...]) -> np.ndarray:
+    """The lesion's voxels as a boolean array of ``shape``."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[tuple(lesion.ijk.T)] = True
+    return mask
 
 
 def _describe(vset: VertebraSet, label: int, ijk: np.ndarray, affine: np.ndarray) -> Lesion:
@@ -122,13 +165,23 @@ def _describe(vset: VertebraSet, label: int, ijk: np.ndarray, affine: np.ndarray
 
 
 def craniocaudal_extent(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) -> float:
-    """Maximum cranio-caudal extent of a lesion along its vertebra's axis, from its endplate (mm).
+    """Maximum cranio-caudal extent of a lesion along its vertebra's axis, from its endplate's outer
+    surface (mm); see :func:`craniocaudal_extents`."""
+    return craniocaudal_extents(lesion, vset, affine)[0]
+
+
+def craniocaudal_extents(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) -> tuple[float, float]:
+    """Maximum cranio-caudal extent of a lesion along its vertebra's axis (mm): (from the endplate's
+    outer surface, of the signal change itself).
 
     Lines parallel to the axis are cast through the lesion's footprint; on each, the endplate is
-    where the body mask ends and the lesion's deep border where the lesion mask ends (both masks
-    interpolated linearly, crossings at 0.5, so sub-voxel), each averaged with its neighbours
-    along u.  The extent runs from the outermost endplate point to the deepest border point over
-    all lines: with a concave endplate it is larger than the deepest single column.
+    where the body mask ends, the lesion's near border where the lesion mask ends towards the
+    endplate and its deep border where it ends inside the body (masks interpolated linearly,
+    crossings at 0.5, so sub-voxel), each averaged with its neighbours along u.  The first extent
+    runs from the outermost endplate point to the deepest border point over all lines (the cortical
+    endplate, body voxels between the change and the disc, included); the second from the outermost
+    near border of the change to its deepest border.  With a concave endplate either is larger than
+    the deepest single column.
     """
     vertebra = vset.by_label(lesion.vertebra)
     spacing = geo.spacing_of(affine)
@@ -164,25 +217,29 @@ def craniocaudal_extent(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) -
     bod = ndimage.map_coordinates(body_values, ijk, order=1, mode="constant").reshape(len(uu), len(s))
     hit = (les >= 0.5).any(axis=1)
     if not hit.any():
-        return float(lesion.axial_range_mm[1] - lesion.axial_range_mm[0])
+        span = float(lesion.axial_range_mm[1] - lesion.axial_range_mm[0])
+        return span, span
     les, bod, cells = les[hit], bod[hit], cells[hit]
     if lesion.endplate == "inferior":  # flip so that the endplate is at the high end
         les, bod, s = les[:, ::-1], bod[:, ::-1], -s[::-1]
-    ends, deeps = [], []
+    ends, nears, deeps = [], [], []
     for lrow, brow in zip(les, bod, strict=True):
         inside = np.flatnonzero(lrow >= 0.5)
         first = inside[0]
         deep = _crossing(s, lrow, first - 1, first)
+        near = _crossing(s, lrow, inside[-1], inside[-1] + 1)  # the change's own border towards the endplate
         if brow[first] >= 0.5:  # the endplate: where the body run holding the deep border ends
             outside = np.flatnonzero(brow[first:] < 0.5)
             top = first + (outside[0] if outside.size else len(s) - 1 - first)
-            endplate = _crossing(s, brow, top - 1, top)
+            endplate = max(_crossing(s, brow, top - 1, top), near)
         else:  # lesion outside the body: its own upper border
-            endplate = _crossing(s, lrow, inside[-1], inside[-1] + 1)
+            endplate = near
         ends.append(endplate)
+        nears.append(near)
         deeps.append(deep)
-    ends_arr, deeps_arr = _smooth_along_u(cells, np.array(ends)), _smooth_along_u(cells, np.array(deeps))
-    return float(ends_arr.max() - deeps_arr.min())
+    deeps_arr = _smooth_along_u(cells, np.array(deeps))
+    ends_arr, nears_arr = _smooth_along_u(cells, np.array(ends)), _smooth_along_u(cells, np.array(nears))
+    return float(ends_arr.max() - deeps_arr.min()), float(nears_arr.max() - deeps_arr.min())
 
 
 def _smooth_along_u(cells: np.ndarray, values: np.ndarray, half_width: int = SMOOTH_HALF_WIDTH) -> np.ndarray:

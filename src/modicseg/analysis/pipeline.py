@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from modicseg import __version__
 from modicseg.analysis import geometry as geo
 from modicseg.analysis.config import AnalysisConfig, VertebraConfig, load_config
-from modicseg.analysis.eligibility import assess
+from modicseg.analysis.eligibility import assess, is_borderline
 from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.levels import name_levels, parse_level
 from modicseg.analysis.measures import measure_lesion
@@ -26,11 +28,19 @@ from modicseg.analysis.modic_typing import (
 )
 from modicseg.analysis.result import LesionRecord, Report, VertebraRecord
 from modicseg.analysis.vertebrae import BODY, LESION, VertebraSet, find_vertebrae, splitting_discs
-from modicseg.core.convert import load_nifti
+from modicseg.core.convert import from_nibabel
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.core.resample import resample_to
+from modicseg.io.classify import fluid_contrast as fluid_contrast_of
 from modicseg.io.errors import InputError, ModicsegError, SelectionError
-from modicseg.io.study import Study, StudyRequest, open_study, t1_on_t2_grid
+from modicseg.io.study import (
+    Study,
+    StudyRequest,
+    no_image_error,
+    open_study,
+    refused_candidates,
+    t1_on_t2_grid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +64,88 @@ def _as_config(config: AnalysisConfig | str | Path | None) -> AnalysisConfig:
     return load_config(config)
 
 
+#: Share of a given label map's labelled voxels that must lie inside the image it is analysed with.
+MIN_LABELS_INSIDE = 0.95
+
+
+def _read_label_file(path: Path) -> LabelImage:
+    """A label map file as a LabelImage; InputError naming the file for anything unreadable."""
+    import nibabel as nib
+
+    from modicseg.io.integrity import check_nifti
+
+    if not path.exists():
+        raise InputError(f"{path}: label map not found")
+    if not path.is_file():
+        raise InputError(f"{path}: label map is not a regular file")
+    try:
+        nii = nib.load(str(path))
+    except Exception as exc:  # not NIfTI, not gzip, truncated header: nibabel raises many kinds
+        raise InputError(f"{path}: cannot read label map: not a readable NIfTI file "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if len(nii.shape) not in (3, 4) or (len(nii.shape) == 4 and nii.shape[3] != 1):
+        raise InputError(f"{path}: label map is not a 3-D image (shape {nii.shape})")
+    check_nifti(nii, path)
+    try:
+        array = np.asanyarray(nii.dataobj)
+    except MemoryError:
+        raise
+    except Exception as exc:  # corrupt gzip stream, truncated data
+        raise InputError(f"{path}: cannot read label map voxels ({type(exc).__name__}: {exc})") from None
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InputError(f"{path}: label map holds non-finite values (NaN or Inf); expected 0 background, "
+                             "1 vertebral body, 2 disc, 3 lesion")
+        fractional = array[array != np.rint(array)]
+        if fractional.size:
+            raise InputError(f"{path}: label map holds non-integer values (e.g. {float(fractional.flat[0]):g}); "
+                             "expected 0 background, 1 vertebral body, 2 disc, 3 lesion")
+    return from_nibabel(nii, kind=LabelImage)  # type: ignore[return-value]
+
+
+def _labelled_share_inside(labels: LabelImage, grid: ScalarImage) -> tuple[float, float]:
+    """(share of labelled voxels whose centre lies inside ``grid``'s image, distance (mm) from the
+    centre of the labelled voxels to the nearest point of the image)."""
+    ijk = np.argwhere(np.asarray(labels.array) > 0)
+    if len(ijk) > 200_000:  # a regular subsample is exact enough for a share
+        ijk = ijk[:: len(ijk) // 200_000 + 1]
+    world = ijk @ labels.affine[:3, :3].T + labels.affine[:3, 3]
+    inverse = np.linalg.inv(grid.affine)
+    index = world @ inverse[:3, :3].T + inverse[:3, 3]
+    shape = np.asarray(grid.shape, dtype=np.float64)
+    inside = np.all((index >= -0.5) & (index <= shape - 0.5), axis=1)
+    centre = world.mean(axis=0)
+    corners = np.array([[a, b, c] for a in (-0.5, shape[0] - 0.5) for b in (-0.5, shape[1] - 0.5)
+                        for c in (-0.5, shape[2] - 0.5)])
+    centre_index = inverse[:3, :3] @ centre + inverse[:3, 3]
+    nearest = np.clip(centre_index, corners.min(axis=0), corners.max(axis=0))
+    distance = float(np.linalg.norm(grid.affine[:3, :3] @ (centre_index - nearest)))
+    return float(inside.mean()), distance
+
+
 def _load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list[str]) -> LabelImage:
-    if not isinstance(labels, LabelImage):
-        path = Path(labels)
-        if not path.is_file():
-            raise InputError(f"{path}: label map not found")
-        try:
-            labels = load_nifti(path, LabelImage)  # type: ignore[assignment]
-        except (ValueError, OSError) as exc:
-            raise InputError(f"{path}: cannot read label map ({exc})") from None
+    given = not isinstance(labels, LabelImage)
+    where = f"{Path(labels)}" if given else "label map"  # type: ignore[arg-type]
+    if given:
+        labels = _read_label_file(Path(labels))  # type: ignore[arg-type]
     assert isinstance(labels, LabelImage)
-    unexpected = np.setdiff1d(np.unique(labels.array), LABEL_VALUES)
-    if unexpected.size:
-        raise InputError(f"label map has values {unexpected.tolist()[:5]}; expected 0 background, "
+    values = np.unique(labels.array)
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        raise InputError(f"{where}: label map holds non-finite values (NaN or Inf); expected 0 background, "
                          "1 vertebral body, 2 disc, 3 lesion")
+    unexpected = np.setdiff1d(values, LABEL_VALUES)
+    if unexpected.size:
+        raise InputError(f"{where}: label map has values {unexpected.tolist()[:5]}; expected 0 background, "
+                         "1 vertebral body, 2 disc, 3 lesion")
+    if given and values.max(initial=0) == 0:
+        raise InputError(f"{where}: label map is empty (no labelled voxel): nothing to analyse")
+    if given and not labels.same_grid(grid):
+        share, distance = _labelled_share_inside(labels, grid)
+        if share < MIN_LABELS_INSIDE:
+            where_lies = (f"its labelled voxels lie {distance:.0f} mm from the image" if share == 0
+                          else f"only {100 * share:.1f} % of its labelled voxels lie inside the image")
+            raise InputError(f"{where}: label map does not cover the image it is analysed with: {where_lies} "
+                             "(wrong file, or a wrong affine?)")
     if not labels.same_grid(grid):
         message = "label map is not on the reference grid: resampled (nearest neighbour) onto it"
         warnings.warn(message, stacklevel=3)
@@ -87,8 +165,10 @@ def _run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Pa
             raise ModelUnavailableError("no segmentation model available; pass --labels FILE "
                                         "(a label map: 0 background, 1 body, 2 disc, 3 lesion)") from None
         raise
+    from modicseg.shipped import shipped_model
+
     try:
-        segmenter = Segmenter.load(model, device=device)
+        segmenter = Segmenter.load(shipped_model(model), device=device)
     except InputError as exc:
         if model is not None:
             raise
@@ -111,6 +191,21 @@ def _series_summary(image: ScalarImage | None) -> dict[str, Any] | None:
             "orientation": "".join(image.axcodes)}
 
 
+def _refused_series(study: Study) -> list[dict[str, Any]]:
+    """Every refused stack of a DICOM study and why; ``instead_of`` names the role it would have filled."""
+    if study.scan is None:
+        return []
+    chosen = {role: next((s for s in study.scan.stacks if s.role == role), None) for role in ("t1", "t2")}
+    candidates = {id(s): role for role in ("t1", "t2")
+                  for s in refused_candidates(study.scan.stacks, role, chosen[role])}
+    root = f"{study.scan.root}{os.sep}"  # files named relative to the study folder: no full paths in the report
+    return [{"series": s.name, "series_number": s.series_number, "series_description": s.series_description,
+             "plane": s.plane, "weighting": s.weighting, "n_images": s.n_slices,
+             "refusal": (s.refusal or "").replace(root, ""),
+             "instead_of": candidates.get(id(s))}
+            for s in study.scan.stacks if not s.usable]
+
+
 def _reference_stack(study: Study, role: str) -> Any:
     if study.scan is None:
         return None
@@ -124,8 +219,10 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
     """Analyse a study: segmentation (or the given label map), levels, lesions, types, measures.
 
     ``study``: a :class:`~modicseg.io.study.Study`, a :class:`~modicseg.io.study.StudyRequest`, or
-    a DICOM / BIDS-like NIfTI folder.  ``labels``: a label map (LabelImage or NIfTI path; 0
-    background, 1 body, 2 disc, 3 lesion) to analyse instead of running the network.
+    a DICOM / BIDS-like NIfTI folder.  Its fluid-sensitive image is a T2, or a STIR / fat-suppressed
+    T2 when there is no T2: lesions are then typed with ``typing.stir_bands``.  ``labels``: a label
+    map (LabelImage or NIfTI path; 0 background, 1 body, 2 disc, 3 lesion) to analyse instead of
+    running the network.
     ``lowest_level``: name of the lowest vertebra in view (default from the config: S1).
     ``lumbar_count``: 4, 5 or 6 lumbar vertebrae when counting up from S1 (default from the config: 5).
     ``model``: a checkpoint folder for the network (default: the shipped model); ``device``:
@@ -135,7 +232,9 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
     cfg = _as_config(config)
     opened = _as_study(study)
     if opened.t1 is None and opened.t2 is None:
-        raise SelectionError("no T1 or T2 image found in the study")
+        if opened.scan is not None:
+            raise no_image_error(opened.scan)
+        raise SelectionError("no T1 or T2 image given (--t1 FILE, --t2 FILE)")
     notes: list[str] = list(opened.warnings)
     if opened.t1 is not None and opened.t2 is not None:
         t1, t2 = t1_on_t2_grid(opened, register=register)
@@ -157,6 +256,8 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
         "tool": "modicseg", "version": __version__, "segmentation": segmentation,
         "source_format": opened.source, "reference_grid": reference_role,
         "series": {"t1": _series_summary(opened.t1), "t2": _series_summary(opened.t2)},
+        "series_choice": {role: reason for role, reason in opened.choice.items() if reason},
+        "refused_series": _refused_series(opened),
         "t1_resampled_onto_t2": bool(opened.t1 is not None and opened.t2 is not None),
     }
     report = analyze_images(label_image, t1=t1, t2=t2, config=cfg, lowest_level=lowest_level,
@@ -189,23 +290,43 @@ def _check_sacrum(vset: VertebraSet, lowest: str, overridden: bool, config: Vert
     return notes
 
 
-def _depth_inside(instances: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Distance (mm) of every voxel to the outside of its own vertebral body (0 outside bodies)."""
+def _depth_inside(instances: np.ndarray, affine: np.ndarray,
+                  lesion_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(distance (mm) of every voxel to the outside of its own vertebral body (0 outside bodies),
+    flat index of the nearest voxel outside its body for each voxel of ``lesion_mask`` (-1 elsewhere;
+    a lesion voxel outside every body is its own nearest outside voxel))."""
     spacing = geo.spacing_of(affine)
     depth = np.zeros(instances.shape, dtype=np.float32)
+    outside = np.full(instances.shape, -1, dtype=np.int64)
+    wanted = np.zeros(instances.shape, dtype=bool) if lesion_mask is None else lesion_mask
     for label in np.unique(instances[instances > 0]):
         body = instances == label
         box = geo.bounding_box(body, pad=1)
-        inside = geo.distance_inside_mm(body[box], spacing)
-        depth[box][body[box]] = inside[body[box]]
-    return depth
+        body_box = body[box]
+        padded = np.pad(body_box, 1, mode="edge")  # a body reaching the array's edge continues beyond it
+        inside, nearest = ndimage.distance_transform_edt(padded, sampling=spacing, return_indices=True)
+        inside = inside[1:-1, 1:-1, 1:-1]
+        depth[box][body_box] = inside[body_box]
+        want = body_box & wanted[box]
+        if want.any():
+            ijk = np.stack([np.clip(nearest[axis][1:-1, 1:-1, 1:-1][want] - 1 + box[axis].start, 0,
+                                    instances.shape[axis] - 1) for axis in range(3)])
+            outside[box][want] = np.ravel_multi_index(tuple(ijk), instances.shape)
+    alone = wanted & (outside < 0)
+    outside[alone] = np.flatnonzero(alone)
+    return depth, outside
 
 
 def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
                    config: AnalysisConfig | None = None, lowest_level: str | None = None,
                    provenance: dict[str, Any] | None = None, notes: list[str] | None = None,
-                   lumbar_count: int | None = None) -> Report:
-    """Analyse a label map with T1 and/or T2 already on its grid (no study loading, no network)."""
+                   lumbar_count: int | None = None, fluid_contrast: str | None = None) -> Report:
+    """Analyse a label map with T1 and/or T2 already on its grid (no study loading, no network).
+
+    ``t2`` is the fluid-sensitive image; ``fluid_contrast`` ("T2", "STIR" or "T2FS") says what it
+    is (default: from its provenance's weighting, "T2" when that names none) and so which bands
+    type the lesions: ``typing.bands`` for a T2, ``typing.stir_bands`` for a fat-suppressed image.
+    """
     started = time.perf_counter()
     cfg = config or AnalysisConfig()
     notes = list(notes or [])
@@ -233,33 +354,43 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
     lesion_mask = lset.lesion_map > 0
 
     typing_possible = t1 is not None and t2 is not None
+    fluid = None
+    if t2 is not None:
+        fluid = fluid_contrast_of(fluid_contrast or t2.provenance.weighting)
+    bands_key, bands = cfg.typing.bands_for(fluid)
     if typing_possible:
         typing_info: dict[str, Any] = {"possible": True, "reason": None}
     else:
-        have = "T1" if t1 is not None else "T2"
-        typing_info = {"possible": False,
-                       "reason": f"only {have} available: Modic typing needs both T1 and T2"}
-    typing_info["method"] = ("per-voxel T1 and T2 ratios to the median of normal-appearing marrow of the same "
-                             "vertebra, classified by the configured bands")
+        have = "T1" if t1 is not None else fluid
+        needs = "both T1 and T2" if fluid in (None, "T2") else "T1 as well as the fluid-sensitive image"
+        typing_info = {"possible": False, "reason": f"only {have} available: Modic typing needs {needs}"}
+    fluid_name = {"T2": "T2", "STIR": "STIR", "T2FS": "fat-suppressed T2", None: "T2"}[fluid]
+    typing_info["method"] = (f"per-voxel T1 and {fluid_name} ratios to the median of normal-appearing marrow of "
+                             f"the same vertebra, classified by the configured bands ({bands_key})")
+    typing_info["fluid_contrast"] = fluid
+    typing_info["bands"] = bands_key if typing_possible else None
     t1_array = None if t1 is None else np.asarray(t1.array, dtype=np.float32)
     t2_array = None if t2 is None else np.asarray(t2.array, dtype=np.float32)
     refs = reference_marrow(t1_array, t2_array, vset, lesion_mask, affine, cfg.typing)
 
     types = np.zeros(array.shape, dtype=np.uint8)
     lesion_records = []
-    depth = _depth_inside(vset.instances, affine) if (typing_possible and lset.lesions) else None
+    depth, outside = (_depth_inside(vset.instances, affine, lesion_mask) if (typing_possible and lset.lesions)
+                      else (None, None))
     for lesion in lset.lesions:
         vertebra = vset.by_label(lesion.vertebra)
         if typing_possible:
-            lesion_depth = None if depth is None else depth[tuple(lesion.ijk.T)]
+            index = tuple(lesion.ijk.T)
+            lesion_depth = None if depth is None else depth[index]
+            outside_ijk = None if outside is None else np.stack(np.unravel_index(outside[index], array.shape), axis=1)
             codes = type_lesion_voxels(t1_array, t2_array, lesion.ijk, refs[lesion.vertebra], cfg.typing,
-                                       lesion_depth, affine)
-            ltype = lesion_type(codes, cfg.typing)
+                                       lesion_depth, affine, bands=bands, outside_ijk=outside_ijk)
+            ltype = lesion_type(codes, cfg.typing, lesion.ijk, affine, vertebra.axis_ras)
         else:
             codes = np.full(len(lesion.ijk), UNCLASSIFIED_CODE, dtype=np.uint8)
             ltype = unclassified_type()
         types[tuple(lesion.ijk.T)] = codes
-        m = measure_lesion(lesion, vertebra, cfg.grading)
+        m = measure_lesion(lesion, vertebra, cfg.grading, affine)
         lesion_records.append(LesionRecord(
             id=lesion.id, level=vertebra.level, vertebra=vertebra.label, endplate=lesion.endplate,
             type=ltype.type, primary_type=ltype.primary_type, secondary_type=ltype.secondary_type,
@@ -267,7 +398,10 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
             volume_mm3=m.volume_mm3, fraction_of_vertebral_volume=m.fraction_of_vertebral_volume,
             craniocaudal_extent_mm=m.craniocaudal_extent_mm, height_fraction=m.height_fraction,
             ap_depth_mm=m.ap_depth_mm, ap_depth_fraction=m.ap_depth_fraction, extent_grade=m.extent_grade,
-            centre_ras=lesion.centre_ras.tolist(), voxels=len(lesion.ijk)))
+            centre_ras=lesion.centre_ras.tolist(), voxels=len(lesion.ijk),
+            extent_of_change_mm=m.extent_of_change_mm, extent_from_endplate_mm=m.extent_from_endplate_mm,
+            height_fraction_uncertainty=m.height_fraction_uncertainty))
+        lesion_records[-1].borderline = is_borderline(lesion_records[-1], cfg.eligibility)
 
     vertebra_records = []
     for v in vset.vertebrae:

@@ -55,6 +55,11 @@ class LesionRecord:
     extent_grade: str
     centre_ras: list[float]
     voxels: int
+    # since schema 1.2.0: both extent definitions, the height fraction's uncertainty, the borderline flag
+    extent_of_change_mm: float | None = None  # the signal change's own cranio-caudal span
+    extent_from_endplate_mm: float | None = None  # from the body's outer surface (cortical endplate included)
+    height_fraction_uncertainty: float | None = None  # one voxel along the vertebra's axis / its height
+    borderline: bool = False  # height fraction within that uncertainty of the trial threshold
 
 
 @dataclass
@@ -84,20 +89,29 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The content of report.json (see docs/report.md)."""
+        from modicseg.analysis.config import EXTENT_DEFINITIONS
         from modicseg.report.schema import SCHEMA_VERSION
 
+        definition = self.config.grading.extent_definition
         return _clean({
             "schema_version": SCHEMA_VERSION,
             "provenance": self.provenance,
             "typing": self.typing,
+            "measures": {"extent_definition": definition, "extent": EXTENT_DEFINITIONS[definition],
+                         "height_fraction": "craniocaudal_extent_mm / the vertebral body's height along its axis",
+                         "height_fraction_uncertainty": "one voxel along the vertebra's axis / its height"},
             "vertebrae": [vars(v) for v in self.vertebrae],
             "lesions": [vars(les) for les in self.lesions],
-            "eligibility": {"eligible": self.eligibility.eligible, "reasons": self.eligibility.reasons,
+            "eligibility": {"eligible": self.eligibility.eligible, "status": self.eligibility.status,
+                            "reasons": self.eligibility.reasons,
                             "qualifying_lesions": self.eligibility.qualifying_lesions,
+                            "borderline_lesions": self.eligibility.borderline_lesions,
                             "criteria": {"levels": list(self.config.eligibility.levels),
                                          "endplates": ["superior", "inferior"],
                                          "type": f"primary or secondary type {self.config.eligibility.required_type}",
-                                         "min_height_fraction": self.config.eligibility.min_height_fraction}},
+                                         "min_height_fraction": self.config.eligibility.min_height_fraction,
+                                         "extent_definition": definition,
+                                         "borderline_voxels": self.config.eligibility.borderline_voxels}},
             "outputs": {"labels_seg": self.dicom_seg},
             "config": self.config.to_dict(),
             "warnings": self.warnings,

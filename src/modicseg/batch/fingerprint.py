@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,22 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
+def _regular(path: Path) -> bool:
+    """A regular file (links followed): FIFOs, sockets, devices and dangling links are never opened
+    (opening a named pipe blocks forever) and do not count."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _walk(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
+    if not path.is_dir():
+        return [path] if _regular(path) else []
     files = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".tmp-"))
-        files.extend(Path(dirpath) / name for name in sorted(filenames))
+        files.extend(f for f in (Path(dirpath) / name for name in sorted(filenames)) if _regular(f))
     return files
 
 

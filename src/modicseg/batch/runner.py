@@ -62,8 +62,9 @@ def _model_fingerprint(model: str | None) -> str | None:
     if model is None:
         try:
             from modicseg.model.checkpoint import default_checkpoint
+            from modicseg.shipped import shipped_model
 
-            model = str(default_checkpoint())
+            model = str(shipped_model() or default_checkpoint())
         except Exception:  # no model stage or no shipped model: the analysis will say so
             return None
     return checkpoint_fingerprint(model)

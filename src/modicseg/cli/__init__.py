@@ -10,10 +10,15 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 import warnings
+from pathlib import Path
 
 from modicseg import __version__
 from modicseg.io.errors import ModicsegError
+
+#: Exit status of an unexpected failure (a bug, not a refused input): sysexits.h EX_SOFTWARE.
+EXIT_INTERNAL_ERROR = 70
 
 COMMAND_MODULES = [
     "modicseg.cli.inspect_cmd",
@@ -61,13 +66,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        output = getattr(args, "output", None)
+        if isinstance(output, Path):
+            from modicseg.io.atomic import check_output_dir
+
+            check_output_dir(output)  # before any work: a run never fails at its very end for this
         return int(args.func(args) or 0)
     except ModicsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an input that cannot be read (permissions, I/O error, vanished file)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory (an input larger than this machine can hold?)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: internal error in modicseg {args.command} ({type(exc).__name__}: {text}); please report "
+              "it (-v shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``modicseg analyze STUDY -o OUT``: levels, Modic lesions, types, measures, grades and trial eligibility.
 
-Writes OUT/report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, labels_seg.dcm
+Writes OUT/report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, t1.nii.gz and
+t2.nii.gz (the images on the label grid: ``review pack OUT`` needs nothing else), labels_seg.dcm
 (DICOM input) and qc.png, all or nothing.  ``--labels FILE`` analyses a given label map
 (0 background, 1 vertebral body, 2 disc, 3 lesion) instead of running the network.
 """
@@ -36,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-qc", action="store_true", help="do not draw qc.png")
     parser.add_argument("--no-seg", action="store_true", help="do not write the DICOM SEG")
     parser.add_argument("--seg-keep-patient-identifiers", action="store_true",
-                        help="copy the patient's name, ID, birth date and the study date into the DICOM SEG "
-                             "(default: blanked); no other output ever holds them")
+                        help="copy these from the source images into the DICOM SEG: the patient's name, ID, "
+                             "birth date and sex, the study date and time, the accession number, the study ID and "
+                             "the referring physician's name (default: all empty); nothing else identifying is "
+                             "ever copied, and no other output ever holds them")
     parser.set_defaults(func=run)
 
 
@@ -48,8 +51,10 @@ def summary(report) -> str:
         lines.append("no Modic change found")
     for les in report.lesions:
         lines.append(f"  lesion {les.id}: {les.level or '?'} {les.endplate:<8} type {les.type:<12} "
-                     f"{les.volume_mm3:8.0f} mm³  height {100 * les.height_fraction:4.0f} %  grade {les.extent_grade}")
-    verdict = {True: "ELIGIBLE", False: "not eligible", None: "undecided"}[report.eligibility.eligible]
+                     f"{les.volume_mm3:8.0f} mm³  height {100 * les.height_fraction:4.0f} %  grade {les.extent_grade}"
+                     f"{'  (borderline: within one voxel of the trial threshold)' if les.borderline else ''}")
+    verdict = {"eligible": "ELIGIBLE", "not eligible": "not eligible", "borderline": "BORDERLINE: review",
+               "undecided": "undecided"}[report.eligibility.status]
     lines.append(f"eligibility: {verdict}")
     lines += [f"  - {reason}" for reason in report.eligibility.reasons]
     lines += [f"warning: {w}" for w in report.warnings]
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(summary(report))
     if not report.dicom_seg.get("written"):
         print(f"DICOM SEG not written: {report.dicom_seg.get('reason')}")
-    print(f"wrote {args.output}/ (report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz"
+    images = "".join(f", {r}.nii.gz" for r, image in (("t1", report.t1), ("t2", report.t2)) if image is not None)
+    print(f"wrote {args.output}/ (report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz{images}"
           f"{', labels_seg.dcm' if report.dicom_seg.get('written') else ''}{'' if args.no_qc else ', qc.png'})")
     return 0

@@ -1,4 +1,8 @@
-"""``modicseg convert STUDY -o DIR``: the chosen T1 and T2 (or every 3-D stack) as NIfTI + JSON."""
+"""``modicseg convert STUDY -o DIR``: the chosen T1 and T2 (or every 3-D stack) as NIfTI + JSON.
+
+The fluid-sensitive image is written as ``study_T2w`` (a T2, or a fat-suppressed T2 whose sidecar
+says "T2FS") or ``study_STIR`` (a STIR): reading the folder back keeps the contrast.
+"""
 
 from __future__ import annotations
 
@@ -63,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
     study = open_study(study_request(args))
     with atomic_output_dir(args.output) as tmp:
         for role, image in study.roles().items():
-            stem = f"study_{role.upper()}w"
+            stem = "study_STIR" if role == "t2" and image.provenance.weighting == "STIR" else f"study_{role.upper()}w"
             write_image(image, tmp, stem, {"role": role})
-            print(f"wrote {args.output / stem}.nii.gz  (series {image.provenance.series_number}, "
+            print(f"wrote {args.output / stem}.nii.gz  ({image.provenance.weighting}, series "
+                  f"{image.provenance.series_number}, "
                   f"{image.shape}, voxel {'x'.join(f'{v:.2f}' for v in image.spacing)} mm)")
         if args.t1_on_t2_grid:
             t1, _ = t1_on_t2_grid(study)

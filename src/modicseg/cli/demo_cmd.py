@@ -3,7 +3,8 @@
 Steps: write a DICOM study (sagittal T1/T2, localizer, axial series; canary patient identifiers),
 ``inspect`` it, ``convert`` the chosen T1/T2 to NIfTI, then ``analyze`` it twice: with the shipped
 network (the real job) and with the generator's exact label map (post-processing alone), and
-print both beside the generator's truth.
+print both beside the generator's truth.  When the network step cannot run (no model found), the
+demo says so and exits with status 2: it never reports success without the network.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 from pathlib import Path
 
 from modicseg.cli import analyze_cmd, convert_cmd, inspect_cmd
@@ -45,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo study written to {study}\n")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        inspect_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
+        inspect_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, stir=None, t1_series=None, t2_series=None,
                                            resample_irregular=False, json=False))
     (out / "inspect.txt").write_text(buffer.getvalue())
     print(buffer.getvalue())
-    convert_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, t1_series=None, t2_series=None,
+    convert_cmd.run(argparse.Namespace(study=study, t1=None, t2=None, stir=None, t1_series=None, t2_series=None,
                                        resample_irregular=False, output=out / "nifti", all=False,
                                        t1_on_t2_grid=True))
     truth = json.loads((study.parent / "truth.json").read_text())
@@ -57,16 +59,24 @@ def run(args: argparse.Namespace) -> int:
     runs = [("network (shipped model)", out / "analysis", None),
             ("exact label map from the generator (post-processing alone)", out / "analysis_exact_labels",
              exact_labels)]
+    failed = []
     for title, folder, labels in runs:
         print(f"\n== analyze with the {title} -> {folder}")
         try:
             report = analyze(StudyRequest(path=study), labels=labels)
         except ModicsegError as exc:
-            print(f"skipped: {exc}")
+            print(f"FAILED: {exc}")
+            failed.append((title, str(exc)))
             continue
         write_report(report, folder)
         print(analyze_cmd.summary(report))
     print("\n== generator truth (truth.json)")
     print("\n".join(_truth_lines(truth)))
+    if failed:
+        for title, message in failed:
+            print(f"error: the analysis with the {title} did not run: {message}", file=sys.stderr)
+        print(f"\nincomplete: see {out}/; the demo needs the shipped model (pass it with MODICSEG_MODEL=DIR)",
+              file=sys.stderr)
+        return 2
     print(f"\ndone: see {out}/ (analysis/qc.png shows the network's result)")
     return 0

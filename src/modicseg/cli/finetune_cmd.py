@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, over, base=FINETUNE_DEFAULTS)
     if args.fresh:
         clear_run(Path(settings["run_dir"]))
-    source = args.from_checkpoint or default_checkpoint()
+    from modicseg.shipped import shipped_model
+
+    source = shipped_model(args.from_checkpoint) or default_checkpoint()
     result = finetune(args.data, source, settings, args.output, resume=not args.fresh,
                       progress=not args.no_progress)
     if result.train.finished:

@@ -1,4 +1,8 @@
-"""``modicseg inspect STUDY``: the stacks of a study, how each was classified, which are chosen."""
+"""``modicseg inspect STUDY``: the stacks of a study, how each was classified, which are chosen.
+
+The T2 role is the fluid-sensitive image: a T2 when the study has one, else a STIR / TIRM, else a
+fat-suppressed T2 (role column "T2 (STIR)"); "chosen:" says which stack fills each role and why.
+"""
 
 from __future__ import annotations
 
@@ -41,10 +45,36 @@ def _status(stack: Stack) -> str:
     return "; ".join(notes) or "ok"
 
 
+def _role(stack: Stack) -> str:
+    """T1, T2, or T2 (STIR) / T2 (T2FS) for a fat-suppressed image in the T2 (fluid-sensitive) role."""
+    if stack.role is None:
+        return ""
+    if stack.role == "t2" and stack.weighting != "T2":
+        return f"T2 ({stack.weighting})"
+    return stack.role.upper()
+
+
+ROLE_TITLE = {"t1": "T1", "t2": "fluid-sensitive (T2 role)"}
+
+
+def format_choice(stacks: list[Stack]) -> str:
+    """Which stack fills each role, and why."""
+    lines = ["chosen:"]
+    for role in ("t1", "t2"):
+        stack = next((s for s in stacks if s.role == role), None)
+        if stack is None:
+            wanted = "T1" if role == "t1" else "T2, STIR or fat-suppressed T2"
+            lines.append(f"  {ROLE_TITLE[role]}: none (no usable sagittal {wanted})")
+        else:
+            lines.append(f"  {ROLE_TITLE[role]}: series {stack.name} '{stack.series_description}' "
+                         f"({stack.weighting}) <- {stack.role_reason}")
+    return "\n".join(lines)
+
+
 def format_table(stacks: list[Stack]) -> str:
     headers = ["series", "description", "plane", "weighting", "slices", "voxel (mm)", "matrix", "role", "status"]
     rows = [[s.name, s.series_description[:32], s.plane, s.weighting, str(s.n_slices), _voxel(s),
-             f"{s.first.rows}x{s.first.columns}", (s.role or "").upper(), _status(s)] for s in stacks]
+             f"{s.first.rows}x{s.first.columns}", _role(s), _status(s)] for s in stacks]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers[:-1], widths, strict=True)) + "  " + headers[-1]]
     for row in rows:
@@ -70,7 +100,8 @@ def _nifti_rows(args: argparse.Namespace) -> list[dict] | None:
                      "weighting": p.weighting, "weighting_reason": p.weighting_reason,
                      "n_slices": image.shape[2], "shape": list(image.shape),
                      "voxel_size_mm": [round(float(v), 4) for v in image.spacing],
-                     "orientation": "".join(image.axcodes), "usable": True, "refusal": None, "role": role})
+                     "orientation": "".join(image.axcodes), "usable": True, "refusal": None, "role": role,
+                     "role_reason": study.choice.get(role)})
     return rows
 
 
@@ -82,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             for row in nifti_rows:
                 voxel = "x".join(f"{v:.2f}" for v in row["voxel_size_mm"])
-                print(f"{row['role'].upper()}: {row['series_description']}  {row['plane']}  shape "
+                role = ROLE_TITLE[row["role"]]
+                print(f"{role}: {row['series_description']}  {row['weighting']}  {row['plane']}  shape "
                       f"{'x'.join(map(str, row['shape']))}  voxel {voxel} mm  orientation {row['orientation']}")
+                if row["role_reason"]:
+                    print(f"  <- {row['role_reason']}")
         return 0
     scan = scan_study(args.study)
     if not scan.stacks:
@@ -98,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
           f"skipped: {folder.skipped_summary()}")
     print()
     print(format_table(scan.stacks))
-    missing = [role.upper() for role in ("t1", "t2") if not any(s.role == role for s in scan.stacks)]
+    print()
+    print(format_choice(scan.stacks))
+    missing = [{"t1": "T1", "t2": "T2 (or STIR)"}[role] for role in ("t1", "t2")
+               if not any(s.role == role for s in scan.stacks)]
     if missing:
         print(f"\nno sagittal {' or '.join(missing)} found")
     return 0

@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         from modicseg.io.errors import SelectionError
 
         raise SelectionError("no T1 or T2 image found in the study")
-    segmenter = Segmenter.load(args.model, device=args.device, precision=args.precision)
+    from modicseg.shipped import shipped_model
+
+    segmenter = Segmenter.load(shipped_model(args.model), device=args.device, precision=args.precision)
     result = segmenter.segment_detailed(study, register=args.register)
     info = {"model": segmenter.describe(), "contrasts": result.contrasts,
             "typing_possible": result.typing_possible, "timings_s": result.timings_s, "notes": result.notes,

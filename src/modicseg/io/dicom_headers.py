@@ -60,6 +60,9 @@ class FrameHeader:
     model_name: str
     #: the parsed file (large values deferred), kept so pixel data is read without parsing again
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
+    #: ScanOptions (upper case; "FS" = fat saturation), plus "FS" when an enhanced object's
+    #: SpectrallySelectedSuppression is FAT
+    scan_options: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -112,6 +115,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _tokens(value: Any) -> tuple[str, ...]:
+    """A (possibly multi-valued) string attribute as upper-case tokens."""
+    text = _text(value)
+    return tuple(t.strip().upper() for t in text.split("\\") if t.strip())
+
+
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
     seq = ds.get(keyword)
     if seq is None or len(seq) == 0:
@@ -142,6 +151,7 @@ def _common_fields(ds: Dataset, path: Path) -> dict[str, Any]:
         model_name=_text(ds.get("ManufacturerModelName")),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
         image_type=image_type,
+        scan_options=_tokens(ds.get("ScanOptions")),
         is_mosaic=_is_mosaic(ds, image_type),
         instance_number=_int(ds.get("InstanceNumber")),
         dataset=ds,
@@ -224,6 +234,10 @@ def enhanced_frames(ds: Dataset, path: Path) -> list[FrameHeader]:
             temporal = _int(content.get("TemporalPositionIndex"))
         fields = dict(common)
         fields["image_type"] = frame_type_t
+        suppression = ds.get("SpectrallySelectedSuppression") or _group_value(
+            groups, "MRImageFrameTypeSequence", "SpectrallySelectedSuppression")
+        if _text(suppression).upper() == "FAT" and "FS" not in fields["scan_options"]:
+            fields["scan_options"] = (*fields["scan_options"], "FS")
         frames.append(FrameHeader(
             frame_index=index,
             sop_instance_uid=sop_uid,

@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from modicseg.io.dicom_headers import MR_IMAGE_SOP_CLASSES, FrameHeader, frames_of
 from modicseg.io.errors import InputError
+from modicseg.io.integrity import check_dicom_sizes
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
@@ -46,16 +48,35 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def iter_files(root: Path) -> list[Path]:
-    """All regular files under ``root`` (sorted, hidden files included), or root itself."""
-    if root.is_file():
-        return [root]
+def _is_regular(path: Path) -> bool:
+    """A regular file (after following links): never a FIFO, socket or device, which can block reads."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a dangling link, or no permission to look
+        return False
+
+
+def walk_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(regular files, everything else: FIFOs, sockets, devices, dangling links) under ``root``.
+
+    Sorted, hidden files included; ``root`` itself when it is a file.  Nothing is opened here,
+    and nothing but a regular file is ever opened later: opening a named pipe blocks forever.
+    """
+    if not root.is_dir():
+        return ([root], []) if _is_regular(root) else ([], [root])
     files: list[Path] = []
+    special: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            files.append(Path(dirpath) / name)
-    return files
+            path = Path(dirpath) / name
+            (files if _is_regular(path) else special).append(path)
+    return files, special
+
+
+def iter_files(root: Path) -> list[Path]:
+    """All regular files under ``root`` (sorted, hidden files included), or root itself."""
+    return walk_files(root)[0]
 
 
 def read_header(path: Path) -> pydicom.Dataset | None:
@@ -84,7 +105,13 @@ def read_header(path: Path) -> pydicom.Dataset | None:
         return ds if not caught and "SOPClassUID" in ds and "Rows" in ds else None
     problems = [str(w.message) for w in caught if "End of file" in str(w.message)
                 or "delimiter" in str(w.message) or "Expected explicit VR" in str(w.message)]
-    meta_class = str(getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    meta = getattr(ds, "file_meta", None)
+    meta_class = str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
+    if not problems and (meta is None or "TransferSyntaxUID" not in meta
+                         or not (meta_class or "SOPClassUID" in ds)):
+        # the DICM magic followed by something that is not a DICOM data set
+        raise InputError(f"{path}: corrupt DICOM file (DICM preamble, but no valid file meta information "
+                         "or SOP class follows)")
     if problems or (meta_class in MR_IMAGE_SOP_CLASSES and ("Rows" not in ds or "SOPClassUID" not in ds)):
         detail = problems[0] if problems else "image attributes missing"
         raise InputError(f"{path}: corrupt or truncated DICOM header ({detail.split(' in file ')[0]})")
@@ -94,12 +121,17 @@ def read_header(path: Path) -> pydicom.Dataset | None:
 def scan_folder(root: str | os.PathLike[str]) -> FolderScan:
     """Read the headers of every file under ``root`` and collect the MR image frames."""
     root = Path(root)
-    if not root.exists():
+    if not os.path.lexists(root):
         raise InputError(f"{root}: no such file or folder")
-    files = iter_files(root)
+    files, special = walk_files(root)
+    if not root.is_dir() and not files:
+        raise InputError(f"{root}: not a regular file or folder (a pipe, socket or device is never read)")
     scan = FolderScan(root=root, n_files=len(files))
+    if special:
+        scan.skipped["special files (pipes, sockets, devices, dangling links; never opened)"] += len(special)
     if not files:
-        raise InputError(f"{root}: empty folder (no files)")
+        raise InputError(f"{root}: empty folder (no regular files; {scan.skipped_summary()})" if special
+                         else f"{root}: empty folder (no files)")
     seen_sops: set[tuple[str, str]] = set()
     for path in files:
         ds = read_header(path)
@@ -121,6 +153,7 @@ def scan_folder(root: str | os.PathLike[str]) -> FolderScan:
             scan.skipped["duplicate copies of one SOP instance"] += 1
             continue
         seen_sops.add(key)
+        check_dicom_sizes(ds, path)  # declared sizes against the bytes present, before any record
         try:
             scan.frames.extend(frames_of(ds, path))
         except Exception as exc:  # malformed functional groups and the like

@@ -19,6 +19,7 @@ from pydicom.uid import UID
 from modicseg.core.image import LPS_TO_RAS, Provenance, ScalarImage
 from modicseg.io.dicom_headers import FrameHeader
 from modicseg.io.errors import GeometryError, InputError, NotAVolumeError
+from modicseg.io.integrity import check_finite
 from modicseg.io.stacks import Stack
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,15 @@ def _decode_file(path: Path, frames: list[FrameHeader]) -> dict[int | None, np.n
         raise InputError(f"{path}: no pixel data (truncated file?)")
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     try:
-        pixels = ds.pixel_array
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pixels = ds.pixel_array
+        # pydicom repairs some damage with only a warning (excess padding removed, missing bytes):
+        # an image so repaired is scrambled, so it is refused
+        damage = [str(w.message) for w in caught if "pixel data" in str(w.message).lower()
+                  and any(word in str(w.message).lower() for word in ("excess", "missing", "expected", "padding"))]
+        if damage:
+            raise InputError(f"{path}: corrupt pixel data ({damage[0].splitlines()[0]})")
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read pixel data ({type(exc).__name__}: {exc})") from None
     except (NotImplementedError, RuntimeError) as exc:
@@ -169,7 +178,7 @@ def _regularise(array: np.ndarray, affine: np.ndarray, offsets: np.ndarray,
 def build_volume(stack: Stack, resample_irregular: bool = False) -> ScalarImage:
     """Decode a usable stack into a ScalarImage with rescaled values and a RAS affine."""
     if stack.refusal is not None:
-        raise NotAVolumeError(f"series {stack.name} ('{stack.series_description}', {stack.first.path.parent}): "
+        raise NotAVolumeError(f"{stack.first.path.parent}: series {stack.name} ('{stack.series_description}'): "
                               f"{stack.refusal}")
     assert stack.geometry is not None
     slices = decode_frames(stack.frames)
@@ -181,10 +190,11 @@ def build_volume(stack: Stack, resample_irregular: bool = False) -> ScalarImage:
     else:
         array = raw.astype(np.float64) * slopes + intercepts
         array = array.astype(np.float32)
+    check_finite(array, f"{stack.first.path.parent}: series {stack.name} ('{stack.series_description}')")
     affine = stack_affine(stack)
     geometry = stack.geometry
     if geometry.irregularity is not None:
-        where = f"series {stack.name} ('{stack.series_description}', {stack.first.path.parent})"
+        where = f"{stack.first.path.parent}: series {stack.name} ('{stack.series_description}')"
         if not resample_irregular:
             raise GeometryError(f"{where}: {geometry.irregularity}; refusing to build a volume "
                                 "(pass --resample-irregular to interpolate onto a regular grid)")

@@ -19,5 +19,9 @@ class GeometryError(InputError):
     """Slice geometry that cannot be turned into a regular grid without a decision."""
 
 
+class OutputError(ModicsegError):
+    """The output location cannot be created or written (checked before any work)."""
+
+
 class SelectionError(ModicsegError):
     """The requested T1/T2 series cannot be found or chosen."""

@@ -1,4 +1,4 @@
-"""NIfTI input: explicit --t1/--t2 files, or a folder with BIDS-like names."""
+"""NIfTI input: explicit --t1/--t2/--stir files, or a folder with BIDS-like names (*_T1w, *_T2w, *_STIR)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ import numpy as np
 
 from modicseg.core.convert import from_nibabel
 from modicseg.core.image import Provenance, ScalarImage
-from modicseg.io.classify import plane_of
+from modicseg.io.classify import (
+    FAT_SUPPRESSED_FLUID,
+    fat_suppression_named,
+    plane_of,
+    weighting_from_description,
+)
 from modicseg.io.errors import InputError
+from modicseg.io.integrity import check_finite, check_nifti
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-BIDS_SUFFIX = {"t1": ("_T1w.nii.gz", "_T1w.nii"), "t2": ("_T2w.nii.gz", "_T2w.nii")}
+BIDS_SUFFIX = {"t1": ("_T1w.nii.gz", "_T1w.nii"), "t2": ("_T2w.nii.gz", "_T2w.nii"),
+               "stir": ("_STIR.nii.gz", "_STIR.nii")}
 
 
 def is_nifti(path: Path) -> bool:
@@ -32,11 +39,15 @@ def _sidecar(path: Path) -> dict:
     return {}
 
 
-def load_nifti_image(path: str | Path, weighting: str | None = None) -> ScalarImage:
-    """Read a 3-D NIfTI file as a ScalarImage, with provenance from a JSON sidecar if present."""
+def load_nifti_image(path: str | Path, weighting: str | None = None, reason: str | None = None) -> ScalarImage:
+    """Read a 3-D NIfTI file as a ScalarImage, with provenance from a JSON sidecar if present.
+
+    ``weighting`` (with ``reason``, default "named by the user or file name") overrides the sidecar's.
+    """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file" if not path.exists() else
+                         f"{path}: not a regular file (a pipe, socket, device or folder is never read)")
     try:
         nii = nib.load(str(path))
     except Exception as exc:
@@ -46,19 +57,25 @@ def load_nifti_image(path: str | Path, weighting: str | None = None) -> ScalarIm
         raise InputError(f"{path}: not a 3-D anatomical image (shape {shape})")
     if nii.get_sform(coded=True)[1] == 0 and nii.get_qform(coded=True)[1] == 0:
         raise InputError(f"{path}: neither sform nor qform is set; the orientation is unknown")
+    check_nifti(nii, path)  # declared size against the file, usable affine: before any voxel is read
     sidecar = _sidecar(path)
     plane = _nifti_plane(nii.affine)
-    provenance = provenance_from_sidecar(sidecar, path.name, plane, weighting)
+    provenance = provenance_from_sidecar(sidecar, path.name, plane, weighting, reason)
     try:
         image = from_nibabel(nii, kind=ScalarImage, provenance=provenance)
-    except (OSError, EOFError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # truncated or corrupt gzip stream (OSError, EOFError, zlib.error), bad data
         raise InputError(f"{path}: cannot read voxel data ({type(exc).__name__}: {exc})") from None
+    check_finite(image.array, str(path))
     return image  # type: ignore[return-value]
 
 
-def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str | None) -> Provenance:
+def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str | None,
+                            reason: str | None = None) -> Provenance:
     """Provenance from a modicseg sidecar (snake_case keys) or a dcm2niix/BIDS sidecar (seconds)."""
-    if "acquisition" in sidecar or "series_instance_uid" in sidecar:  # written by modicseg
+    named = reason or "named by the user or file name"
+    if _is_modicseg_sidecar(sidecar):
         acquisition = dict(sidecar.get("acquisition") or {})
         return Provenance(
             series_instance_uid=sidecar.get("series_instance_uid"),
@@ -67,7 +84,7 @@ def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str
             frame_of_reference_uid=sidecar.get("frame_of_reference_uid"),
             plane=sidecar.get("plane") or plane,
             weighting=weighting or sidecar.get("weighting"),
-            weighting_reason=sidecar.get("weighting_reason") if not weighting else "named by the user or file name",
+            weighting_reason=sidecar.get("weighting_reason") if not weighting else named,
             source_format="nifti",
             acquisition=acquisition,
         )
@@ -86,10 +103,56 @@ def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str
         frame_of_reference_uid=sidecar.get("FrameOfReferenceUID"),
         plane=plane,
         weighting=weighting,
-        weighting_reason="named by the user or file name" if weighting else None,
+        weighting_reason=named if weighting else None,
         source_format="nifti",
         acquisition=acquisition,
     )
+
+
+def _is_modicseg_sidecar(sidecar: dict) -> bool:
+    return "acquisition" in sidecar or "series_instance_uid" in sidecar
+
+
+def _values(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split("\\") if v]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def fluid_weighting_from_sidecar(path: str | Path) -> tuple[str, str] | None:
+    """("STIR" | "T2FS", why) when the JSON sidecar of a fluid-sensitive NIfTI says its fat is
+    suppressed, else None.
+
+    A modicseg sidecar says so by its weighting; a dcm2niix/BIDS sidecar by an InversionTime of
+    60-300 ms (STIR), a SeriesDescription naming STIR/TIRM or fat suppression, a Dixon water
+    ImageType, or fat saturation in ScanOptions.
+    """
+    sidecar = _sidecar(Path(path))
+    if not sidecar:
+        return None
+    if _is_modicseg_sidecar(sidecar):
+        weighting = sidecar.get("weighting")
+        if weighting in FAT_SUPPRESSED_FLUID:
+            return weighting, f"sidecar: {sidecar.get('weighting_reason') or weighting}"
+        return None
+    ti = sidecar.get("InversionTime")
+    try:
+        ti_ms = None if ti is None else float(ti) * 1000.0
+    except (TypeError, ValueError):
+        ti_ms = None
+    if ti_ms is not None and 60.0 <= ti_ms <= 300.0:
+        return "STIR", f"sidecar: InversionTime {ti_ms:g} ms, short-tau inversion recovery"
+    description = str(sidecar.get("SeriesDescription") or sidecar.get("ProtocolName") or "")
+    if weighting_from_description(description) == "STIR" and (ti_ms is None or ti_ms <= 0):
+        return "STIR", f"sidecar: description '{description}' names a STIR"
+    why = fat_suppression_named(description, _values(sidecar.get("ImageType")), _values(sidecar.get("ScanOptions")))
+    if why is not None:
+        return "T2FS", f"sidecar: {why}"
+    return None
 
 
 def _nifti_plane(affine: np.ndarray) -> str:
@@ -103,17 +166,24 @@ def _nifti_plane(affine: np.ndarray) -> str:
     return plane_of(tuple(row) + tuple(col))[0]
 
 
-def find_bids_pair(folder: Path) -> tuple[Path | None, Path | None]:
-    """The *_T1w / *_T2w NIfTI files of a folder (searched recursively); error when ambiguous."""
-    found: dict[str, list[Path]] = {"t1": [], "t2": []}
-    for role, suffixes in BIDS_SUFFIX.items():
+def find_bids_files(folder: Path) -> dict[str, Path | None]:
+    """The *_T1w / *_T2w / *_STIR NIfTI files of a folder (searched recursively), by kind "t1", "t2",
+    "stir"; error when one kind is ambiguous."""
+    found: dict[str, list[Path]] = {kind: [] for kind in BIDS_SUFFIX}
+    for kind, suffixes in BIDS_SUFFIX.items():
         for suffix in suffixes:
-            found[role].extend(sorted(folder.rglob("*" + suffix)))
-    for role, paths in found.items():
+            found[kind].extend(sorted(folder.rglob("*" + suffix)))
+    for kind, paths in found.items():
         if len(paths) > 1:
             names = ", ".join(str(p.relative_to(folder)) for p in paths)
-            raise InputError(f"{folder}: several {role.upper()} NIfTI files ({names}); pass --{role} FILE")
-    return (found["t1"][0] if found["t1"] else None, found["t2"][0] if found["t2"] else None)
+            raise InputError(f"{folder}: several {kind.upper()} NIfTI files ({names}); pass --{kind} FILE")
+    return {kind: (paths[0] if paths else None) for kind, paths in found.items()}
+
+
+def find_bids_pair(folder: Path) -> tuple[Path | None, Path | None]:
+    """The *_T1w / *_T2w NIfTI files of a folder (searched recursively); error when ambiguous."""
+    files = find_bids_files(folder)
+    return files["t1"], files["t2"]
 
 
 def folder_has_nifti(folder: Path) -> bool:

@@ -51,7 +51,8 @@ class Stack:
     refusal: str | None = None
     geometry: SliceGeometry | None = None
     localizer: bool = False
-    role: str | None = None  # "t1", "t2" or None
+    role: str | None = None  # "t1", "t2" (the fluid-sensitive image: T2, else STIR / fat-suppressed T2) or None
+    role_reason: str | None = None  # why this stack was chosen for its role
 
     @property
     def n_slices(self) -> int:
@@ -94,6 +95,7 @@ class Stack:
             "refusal": self.refusal,
             "split_reason": self.split_reason,
             "role": self.role,
+            "role_reason": self.role_reason,
         }
 
 
@@ -156,7 +158,47 @@ def split_series(frames: list[FrameHeader]) -> list[Stack]:
         )
         analyse_stack(stack)
         stacks.append(stack)
+    if len(stacks) > 1:
+        _name_split_off_images(stacks, keys)
     return stacks
+
+
+def _key_difference(key: tuple, main: tuple, frame: FrameHeader, reference: FrameHeader) -> str:
+    """How a split-off image differs from the stack it would fill a gap of."""
+    if key[0] != main[0]:
+        return (f"ImageOrientationPatient {'missing or unreadable' if frame.orientation is None else frame.orientation}"
+                f" instead of {reference.orientation}")
+    if key[1:3] != main[1:3]:
+        return f"Rows x Columns {frame.rows}x{frame.columns} instead of {reference.rows}x{reference.columns}"
+    if key[3] != main[3]:
+        return f"PixelSpacing {'missing or unreadable' if frame.pixel_spacing is None else frame.pixel_spacing} " \
+               f"instead of {reference.pixel_spacing}"
+    if key[4] != main[4]:
+        return f"echo {key[4]} instead of {main[4]}"
+    return f"image type {'/'.join(frame.image_type)} instead of {'/'.join(reference.image_type)}"
+
+
+def _name_split_off_images(stacks: list[Stack], keys: list[tuple]) -> None:
+    """A stack with missing slices whose gaps hold images split off from it (a broken orientation, a
+    wrong matrix...) says which files those are and how they differ, instead of only "missing slice"."""
+    for stack, key in zip(stacks, keys, strict=True):
+        geometry = stack.geometry
+        if geometry is None or geometry.irregularity is None or "missing" not in geometry.irregularity:
+            continue
+        low, high = geometry.offsets[0], geometry.offsets[-1]
+        culprits = []
+        for other, other_key in zip(stacks, keys, strict=True):
+            if other is stack:
+                continue
+            for frame in other.frames:
+                if frame.position is not None:
+                    offset = float(np.dot(np.asarray(frame.position), geometry.normal))
+                    if not low + SAME_POSITION_MM < offset < high - SAME_POSITION_MM:
+                        continue
+                culprits.append(f"{frame.label} ({_key_difference(other_key, key, frame, stack.first)})")
+        if culprits:
+            shown = "; ".join(culprits[:3]) + (f"; and {len(culprits) - 3} more" if len(culprits) > 3 else "")
+            geometry.irregularity += f"; the image(s) split off from this series at the gap: {shown}"
 
 
 def group_series(frames: list[FrameHeader]) -> list[Stack]:
@@ -209,6 +251,28 @@ def _position_ids(offsets: np.ndarray) -> list[int]:
     return ids.tolist()
 
 
+#: Row and column cosines must be unit vectors and orthogonal within this tolerance.
+ORIENTATION_TOLERANCE = 0.01
+
+
+def _invalid_geometry(stack: Stack) -> str | None:
+    """Why a stack's orientation, positions or pixel spacing cannot define a grid (naming the file), or None."""
+    first = stack.first
+    row = np.asarray(first.orientation[:3], dtype=np.float64)  # type: ignore[index]
+    col = np.asarray(first.orientation[3:], dtype=np.float64)  # type: ignore[index]
+    if not (np.isfinite(row).all() and np.isfinite(col).all()) or abs(np.linalg.norm(row) - 1) > ORIENTATION_TOLERANCE \
+            or abs(np.linalg.norm(col) - 1) > ORIENTATION_TOLERANCE or abs(float(row @ col)) > ORIENTATION_TOLERANCE:
+        return (f"invalid ImageOrientationPatient {list(first.orientation)} in {first.label}: "  # type: ignore[arg-type]
+                "not two orthogonal unit vectors")
+    for frame in stack.frames:
+        if not np.isfinite(np.asarray(frame.position, dtype=np.float64)).all():
+            return f"invalid ImagePositionPatient {list(frame.position)} in {frame.label}"  # type: ignore[arg-type]
+        spacing = np.asarray(frame.pixel_spacing, dtype=np.float64)
+        if not np.isfinite(spacing).all() or (spacing <= 0).any():
+            return f"invalid PixelSpacing {list(frame.pixel_spacing)} in {frame.label}"  # type: ignore[arg-type]
+    return None
+
+
 def _first_missing(frames: list[FrameHeader], attribute: str) -> FrameHeader | None:
     return next((f for f in frames if getattr(f, attribute) is None), None)
 
@@ -230,11 +294,15 @@ def analyse_stack(stack: Stack) -> None:
                            ("pixel_spacing", "PixelSpacing")):
         missing = _first_missing(stack.frames, attribute)
         if missing is not None:
-            stack.refusal = f"no {tag} in {missing.label}"
+            stack.refusal = f"no {tag} (missing or unreadable) in {missing.label}"
             return
     normal = first.normal
     if normal is None:
         stack.refusal = f"degenerate ImageOrientationPatient in {first.label}"
+        return
+    invalid = _invalid_geometry(stack)
+    if invalid is not None:
+        stack.refusal = invalid
         return
     offsets = np.array([np.dot(np.asarray(f.position), normal) for f in stack.frames])
     counts = Counter(_position_ids(offsets))

@@ -58,8 +58,13 @@ class ChangeReport:
     def write(self, folder: str | Path, figure: bool = True) -> list[Path]:
         """Write change.json, change.csv and (optionally) qc.png into an existing folder."""
         folder = Path(folder)
+        from modicseg.report.schema import validate_change, validating
+
         written = [folder / CHANGE_JSON, folder / CHANGE_CSV]
-        written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        data = self.to_dict()
+        if validating():
+            validate_change(data)
+        written[0].write_text(json.dumps(data, indent=2) + "\n")
         write_csv(written[1], COLUMNS, self.rows)
         if figure:
             from modicseg.longitudinal.qc import qc_figure

@@ -1,10 +1,16 @@
 """The label map as a DICOM Segmentation (highdicom) referencing the series it was computed on.
 
 Only possible when that series (normally the T2) came from DICOM and the label map lies on its
-native grid.  Patient and study attributes that identify the patient (name, ID, birth date,
-accession number, ...) are blanked in the SEG unless the user asks to keep them; the study,
-series, frame-of-reference and SOP instance UIDs are kept so that viewers can place the
-segmentation on the referenced series.
+native grid.
+
+Privacy: highdicom copies the Patient and Study modules and the source's acquisition equipment
+(institution, station, ...) into a SEG.  The written SEG keeps only the attributes of an
+allow-list built for it (:data:`SEG_ATTRIBUTES` at the top level, :data:`SEG_NESTED_ATTRIBUTES`
+inside sequences, at every depth); everything else, private attributes included, is removed.
+The type-2 patient and study identifiers (:data:`SEG_PATIENT_STUDY_IDENTIFIERS`) stay present but
+empty unless the user asks to keep them (``--seg-keep-patient-identifiers``).  The study, series,
+frame-of-reference and SOP instance UIDs are kept so that viewers can place the segmentation on
+the referenced series (PS3.15 Retain UIDs Option).
 """
 
 from __future__ import annotations
@@ -28,15 +34,92 @@ SEGMENTS = (
     (3, "Modic change", ("49755003", "SCT", "Morphologically Abnormal Structure"), ("52988006", "SCT", "Lesion")),
 )
 
-#: Attributes blanked (type 2) or deleted (type 3) in the SEG: they could identify the patient.
-IDENTIFYING_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs", "OtherPatientNames",
-    "OtherPatientIDsSequence", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
-    "AccessionNumber", "StudyID", "ReferringPhysicianName", "IssuerOfPatientID", "PatientAge", "PatientWeight",
-    "PatientSize", "InstitutionName", "InstitutionAddress", "ContentCreatorName", "StudyDate", "StudyTime",
+#: Type-2 patient and study attributes of the SEG (Patient and General Study modules): present and
+#: empty, or copied from the source images on explicit request (--seg-keep-patient-identifiers).
+SEG_PATIENT_STUDY_IDENTIFIERS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "AccessionNumber",
+    "ReferringPhysicianName", "StudyID",
 )
-_TYPE2_BLANK = {"PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID",
-                "ReferringPhysicianName", "StudyDate", "StudyTime"}
+
+#: Top-level attributes a written SEG keeps (besides SEG_PATIENT_STUDY_IDENTIFIERS): those highdicom
+#: writes for a Segmentation that describe the segmentation itself, its geometry, the software that
+#: made it and the UIDs that place it on its source series.  Everything else is removed.
+SEG_ATTRIBUTES = frozenset({
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "FrameOfReferenceUID", "PositionReferenceIndicator", "Modality", "SeriesNumber", "SeriesDescription",
+    "InstanceNumber", "ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
+    "ContentLabel", "ContentDescription", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
+    "DeviceSerialNumber", "ImageType", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
+    "NumberOfFrames", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "PixelData",
+    "LossyImageCompression", "LossyImageCompressionRatio", "LossyImageCompressionMethod", "PresentationLUTShape",
+    "BurnedInAnnotation", "SegmentationType", "SegmentationFractionalType", "MaximumFractionalValue",
+    "SegmentsOverlap", "SegmentSequence", "DimensionOrganizationType", "DimensionOrganizationSequence",
+    "DimensionIndexSequence", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "ReferencedSeriesSequence", "SourceImageSequence", "ContributingEquipmentSequence",
+    "PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+})
+
+#: Attributes kept inside sequence items, at any depth: codes, segment descriptions, frame geometry
+#: and references to the source images.  Not kept there: whatever describes the source's
+#: acquisition equipment beyond its manufacturer and model (institution, address, department,
+#: station, serial number, acquisition date and time in ContributingEquipmentSequence).
+SEG_NESTED_ATTRIBUTES = frozenset({
+    "CodeValue", "LongCodeValue", "URNCodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning",
+    "ContextIdentifier", "ContextUID", "MappingResource", "ContextGroupVersion",
+    "DimensionOrganizationUID", "DimensionIndexPointer", "FunctionalGroupPointer", "DimensionDescriptionLabel",
+    "DimensionIndexValues", "StackID", "InStackPositionNumber", "TemporalPositionIndex",
+    "FrameContentSequence", "PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+    "SegmentIdentificationSequence", "ReferencedSegmentNumber", "DerivationImageSequence", "DerivationCodeSequence",
+    "SourceImageSequence", "ReferencedSOPClassUID", "ReferencedSOPInstanceUID", "ReferencedFrameNumber",
+    "SpatialLocationsPreserved", "PurposeOfReferenceCodeSequence", "ReferencedInstanceSequence",
+    "SeriesInstanceUID", "SegmentNumber", "SegmentLabel", "SegmentDescription", "SegmentAlgorithmType",
+    "SegmentAlgorithmName", "SegmentationAlgorithmIdentificationSequence", "SegmentedPropertyCategoryCodeSequence",
+    "SegmentedPropertyTypeCodeSequence", "SegmentedPropertyTypeModifierCodeSequence", "AnatomicRegionSequence",
+    "AnatomicRegionModifierSequence", "RecommendedDisplayCIELabValue", "TrackingID", "TrackingUID",
+    "AlgorithmFamilyCodeSequence", "AlgorithmNameCodeSequence", "AlgorithmName", "AlgorithmVersion",
+    "AlgorithmParameters", "AlgorithmSource", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
+    "ContributionDescription",
+})
+
+
+def _keep_nested(item: pydicom.Dataset) -> None:
+    for element in list(item):
+        if element.tag.is_private or element.keyword not in SEG_NESTED_ATTRIBUTES:
+            del item[element.tag]
+        elif element.VR == "SQ":
+            for child in element.value:
+                _keep_nested(child)
+
+
+def restrict_to_allow_list(ds: pydicom.Dataset, keep_patient_identifiers: bool = False) -> None:
+    """Keep only the allow-listed attributes of a SEG, at every depth; blank the patient and study
+    identifiers unless ``keep_patient_identifiers``."""
+    for element in list(ds):
+        keyword = element.keyword
+        if keyword in SEG_PATIENT_STUDY_IDENTIFIERS:
+            if not keep_patient_identifiers:
+                ds[element.tag].value = ""
+        elif element.tag.is_private or keyword not in SEG_ATTRIBUTES:
+            del ds[element.tag]
+        elif element.VR == "SQ":
+            for item in element.value:
+                _keep_nested(item)
+    for keyword in SEG_PATIENT_STUDY_IDENTIFIERS:  # type 2: present, even if empty
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if not keep_patient_identifiers:
+        from pydicom.sr.codedict import codes
+
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = "modicseg SEG allow-list; identifiers empty; UIDs kept"  # LO: 64 chars
+        method = pydicom.Sequence()
+        for code in (codes.DCM.BasicApplicationConfidentialityProfile, codes.DCM.RetainUidsOption):
+            item = pydicom.Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = (code.value, code.scheme_designator,
+                                                                             code.meaning)
+            method.append(item)
+        ds.DeidentificationMethodCodeSequence = method
 
 
 def seg_unavailable_reason(labels: LabelImage, stack: Any) -> str | None:
@@ -68,24 +151,14 @@ def _source_datasets(stack: Any) -> list[pydicom.Dataset]:
     return datasets
 
 
-def deidentify(ds: pydicom.Dataset) -> None:
-    """Blank or delete the identifying attributes of a dataset in place."""
-    for keyword in IDENTIFYING_KEYWORDS:
-        if keyword in ds:
-            if keyword in _TYPE2_BLANK:
-                setattr(ds, keyword, "")
-            else:
-                delattr(ds, keyword)
-    ds.PatientIdentityRemoved = "YES"
-
-
 def write_dicom_seg(labels: LabelImage, stack: Any, path: Path, series_number: int = 900,
                     keep_patient_identifiers: bool = False) -> None:
     """Write ``labels`` (values 1..3) as a binary DICOM SEG referencing ``stack``'s images.
 
-    The patient and study identifiers are blanked unless ``keep_patient_identifiers`` (an explicit
-    user request, e.g. so that a PACS files the SEG with the patient's study): then they are
-    copied from the source images as the DICOM standard expects.
+    Only allow-listed attributes are written (see the module docstring).  The patient and study
+    identifiers (SEG_PATIENT_STUDY_IDENTIFIERS) are empty unless ``keep_patient_identifiers`` (an
+    explicit user request, e.g. so that a PACS files the SEG with the patient's study): then those,
+    and only those, are copied from the source images as the DICOM standard expects.
     """
     import highdicom as hd
     from highdicom.sr.coding import CodedConcept
@@ -119,6 +192,5 @@ def write_dicom_seg(labels: LabelImage, stack: Any, path: Path, series_number: i
         instance_number=1, manufacturer="modicseg", manufacturer_model_name="modicseg analyze",
         software_versions=__version__, device_serial_number="none", series_description="modicseg labels",
         omit_empty_frames=False)
-    if not keep_patient_identifiers:
-        deidentify(seg)
+    restrict_to_allow_list(seg, keep_patient_identifiers)
     seg.save_as(path)

@@ -1,4 +1,4 @@
-"""QC figure: mid-sagittal T1 and T2 with outlines, level names and a tag per lesion.
+"""QC figure: mid-sagittal T1 and T2 (or STIR) with outlines, level names and a tag per lesion.
 
 Displayed the radiological way: superior up, anterior on the left, square millimetres.  Bodies
 and discs are outlined on the displayed slice; each lesion is outlined from its projection over
@@ -101,7 +101,8 @@ def _tag(lesion) -> str:
     height = "?" if lesion.height_fraction is None or np.isnan(lesion.height_fraction) \
         else f"{100 * lesion.height_fraction:.0f}%"
     kind = "type ?" if lesion.type == "unclassified" else f"type {lesion.type}"
-    return f"#{lesion.id} {lesion.level or '?'} {endplate} · {kind} · {height} ({lesion.extent_grade})"
+    near = " borderline" if getattr(lesion, "borderline", False) else ""
+    return f"#{lesion.id} {lesion.level or '?'} {endplate} · {kind} · {height}{near} ({lesion.extent_grade})"
 
 
 def _spread(positions: list[float], gap: float) -> list[float]:
@@ -120,6 +121,8 @@ def _headline(report: Report) -> tuple[str, str]:
     if eligibility.eligible:
         tags = ", ".join(_tag(by_id[i]) for i in eligibility.qualifying_lesions)
         return f"ELIGIBLE (type 1, >= 10 % of height, T12-S1): {tags}", "#ff6b5e"
+    if eligibility.eligible is None and eligibility.borderline_lesions:
+        return "ELIGIBILITY BORDERLINE: " + eligibility.reasons[0].removeprefix("borderline: "), "#ffcc00"
     if eligibility.eligible is None:
         return "ELIGIBILITY UNDECIDED: " + eligibility.reasons[0].removeprefix("undecided: "), "#ffcc00"
     if not report.lesions:
@@ -149,7 +152,8 @@ def render_qc(report: Report, path: Path) -> None:
         index = int(np.round(np.argwhere(labels > 0)[:, view.lr].mean()))
     else:
         index = labels.shape[view.lr] // 2
-    panels = [(name, img) for name, img in (("T1", report.t1), ("T2", report.t2)) if img is not None]
+    fluid = report.typing.get("fluid_contrast") or "T2"  # "STIR" / "T2FS" when no T2 was used
+    panels = [(name, img) for name, img in (("T1", report.t1), (fluid, report.t2)) if img is not None]
     x0, x1, y0, y1 = _crop(view, labels > 0, margin_mm=25.0)
     height_mm, width_mm = y1 - y0, x1 - x0
     panel_h = 8.0

@@ -1,7 +1,8 @@
 """Write a report's files into a folder, all or nothing.
 
-report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz (on the reference grid),
-labels_seg.dcm (when the reference series came from DICOM) and qc.png.
+report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, t1.nii.gz and t2.nii.gz (the
+images analysed, on the same reference grid: what ``review pack`` shows a reader), labels_seg.dcm
+(when the reference series came from DICOM) and qc.png.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 LESION_COLUMNS = ["id", "level", "endplate", "type", "primary_type", "secondary_type", "fraction_type1",
                   "fraction_type2", "fraction_type3", "unclassified_fraction", "volume_mm3",
                   "fraction_of_vertebral_volume", "craniocaudal_extent_mm", "height_fraction", "ap_depth_mm",
-                  "ap_depth_fraction", "extent_grade", "qualifies_for_trial", "vertebra", "voxels"]
+                  "ap_depth_fraction", "extent_grade", "qualifies_for_trial", "vertebra", "voxels",
+                  "extent_of_change_mm", "extent_from_endplate_mm", "height_fraction_uncertainty", "borderline"]
 VERTEBRA_COLUMNS = ["label", "level", "height_mm", "volume_mm3", "ap_depth_mm", "truncated", "axis_method",
                     "reference_t1", "reference_t2", "reference_voxels", "reference_method", "lesions"]
 
@@ -69,11 +71,16 @@ def vertebra_rows(report: Report) -> list[dict[str, Any]]:
 
 
 def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool = True,
-                 seg_keeps_patient_identifiers: bool = False) -> list[Path]:
+                 seg_keeps_patient_identifiers: bool = False, images: bool = True) -> list[Path]:
     """Write every output file of ``report`` into ``folder`` (nothing is left there on failure).
 
+    ``images``: also write the T1 and T2 (the fluid-sensitive image) on the label grid as
+    t1.nii.gz / t2.nii.gz (voxels and affine only), so that ``review pack`` needs nothing else.
+
     ``seg_keeps_patient_identifiers``: the DICOM SEG keeps the source's patient name, ID, birth
-    date and study date (only on explicit request; every other output never holds them).
+    date and sex, study date and time, accession number, study ID and referring physician's name
+    (``dicom_seg.SEG_PATIENT_STUDY_IDENTIFIERS``; only on explicit request; every other output never
+    holds them).
     """
     from modicseg.report.dicom_seg import seg_unavailable_reason, write_dicom_seg
 
@@ -82,6 +89,10 @@ def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool 
         save_nifti(report.labels, str(tmp / "labels.nii.gz"))
         save_nifti(report.types, str(tmp / "types.nii.gz"))
         names += ["labels.nii.gz", "types.nii.gz"]
+        for name, image in (("t1.nii.gz", report.t1), ("t2.nii.gz", report.t2)):
+            if images and image is not None:
+                save_nifti(image, str(tmp / name))
+                names.append(name)
         write_csv(tmp / "lesions.csv", LESION_COLUMNS, lesion_rows(report))
         write_csv(tmp / "vertebrae.csv", VERTEBRA_COLUMNS, vertebra_rows(report))
         names += ["lesions.csv", "vertebrae.csv"]
@@ -107,6 +118,10 @@ def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool 
             render_qc(report, tmp / "qc.png")
             names.append("qc.png")
         data = report.to_dict()
+        from modicseg.report.schema import validate_report, validating
+
+        if validating():
+            validate_report(data)
         (tmp / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         names.append("report.json")
     return [folder / name for name in names]

@@ -96,12 +96,14 @@ def vertebra_set(instances: np.ndarray, records: list[dict[str, Any]]) -> Verteb
 
 # --- typing -----------------------------------------------------------------------------------
 
-def type_of_codes(codes: np.ndarray, typing: TypingConfig) -> LesionType:
+def type_of_codes(codes: np.ndarray, typing: TypingConfig, ijk: np.ndarray | None = None,
+                  affine: np.ndarray | None = None, axis: np.ndarray | None = None) -> LesionType:
     """Type of a lesion from its lesion-layer codes.
 
-    Voxels 1-4 are typed per voxel (the analysis rule: most frequent type plus a secondary
-    type above ``secondary_min_fraction``).  When most voxels carry a reader-declared mixed code
-    (5-8) the lesion has that mixed type.
+    Voxels 1-4 are typed per voxel (the analysis rule, ``modic_typing.lesion_type``: most frequent
+    type plus a secondary type that forms a coherent component; given the voxels' ``ijk``, the
+    grid's ``affine`` and the vertebra's ``axis``, else by its share of the voxels).  When most
+    voxels carry a reader-declared mixed code (5-8) the lesion has that mixed type.
     """
     codes = np.asarray(codes)
     declared = np.isin(codes, MIXED_CODES)
@@ -114,7 +116,7 @@ def type_of_codes(codes: np.ndarray, typing: TypingConfig) -> LesionType:
     for code in MIXED_CODES:
         primary, _ = split_type(CODE_TYPES[code])
         plain[codes == code] = code_of_type(primary)  # type: ignore[arg-type]
-    return lesion_type(plain, typing)
+    return lesion_type(plain, typing, ijk, affine, axis)
 
 
 def signature(flat_index: np.ndarray, codes: np.ndarray) -> str:
@@ -140,14 +142,16 @@ def lesion_rows(codes: np.ndarray, affine: np.ndarray, vset: VertebraSet,
     offset = np.array([s.start for s in box])
     sub_vset = VertebraSet(instances=np.asarray(vset.instances)[box], vertebrae=vset.vertebrae, discs=vset.discs)
     labels = np.where(codes[box] > 0, LESION, 0).astype(np.uint8)
-    lset = find_lesions(labels, geo.box_affine(affine, box), sub_vset, LesionConfig(min_volume_mm3=0.0))
+    # every painted voxel counts: no minimum volume, and no endplate-gap rule (a reader decides that)
+    lset = find_lesions(labels, geo.box_affine(affine, box), sub_vset,
+                        LesionConfig(min_volume_mm3=0.0, max_endplate_gap_mm=None))
     rows = []
     for lesion in lset.lesions:
         lesion.ijk = lesion.ijk + offset
         vertebra = vset.by_label(lesion.vertebra)
         index = tuple(lesion.ijk.T)
         lesion_codes = codes[index]
-        ltype = type_of_codes(lesion_codes, config.typing)
+        ltype = type_of_codes(lesion_codes, config.typing, lesion.ijk, affine, vertebra.axis_ras)
         m = measure_lesion(lesion, vertebra, config.grading)
         flat = np.sort(np.ravel_multi_index(index, codes.shape))
         ordered = codes.ravel()[flat]

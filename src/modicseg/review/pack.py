@@ -36,6 +36,7 @@ from modicseg.core.image import Image, LabelImage
 from modicseg.core.resample import resample_to
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
+from modicseg.report.schema import validate_case, validating
 from modicseg.review.codes import code_of_type
 from modicseg.review.key import KeyEntry, check_outside, default_key_path, write_key
 from modicseg.review.lesion_table import lesion_rows, vertebra_record
@@ -61,7 +62,8 @@ MIN_TOKEN = 4
 LESION_FIELDS = ("id", "level", "vertebra", "endplate", "type", "primary_type", "secondary_type",
                  "type_fractions", "unclassified_fraction", "volume_mm3", "fraction_of_vertebral_volume",
                  "craniocaudal_extent_mm", "height_fraction", "ap_depth_mm", "ap_depth_fraction",
-                 "extent_grade", "voxels")
+                 "extent_grade", "voxels", "extent_of_change_mm", "extent_from_endplate_mm",
+                 "height_fraction_uncertainty", "borderline")
 
 
 class BlindingError(InputError):
@@ -195,10 +197,13 @@ def build_case(source: StudySource, code: str, out: Path) -> list[str]:
         "vertebrae": [vertebra_record(v) for v in vset.vertebrae],
         "model": {"lesions": model,
                   "eligibility": {"eligible": eligibility.get("eligible"),
+                                  **({"status": str(eligibility["status"])} if "status" in eligibility else {}),
                                   "reasons": [str(r) for r in eligibility.get("reasons", [])]}},
         "config": config.to_dict(),
         "files": {**{r: CASE_IMAGES[r] for r in images}, **CASE_LABELS},
     }
+    if validating():
+        validate_case(json.loads(json.dumps(info)))
     (out / CASE_FILE).write_text(json.dumps(info, indent=1) + "\n")
     return notes
 

@@ -65,8 +65,8 @@ class Appearance:
     texture_scale: float = 1.0
 
 
-RANDOM_CONTRAST_PROBABILITY = 0.4  # per channel, training regime
-FAT_SUPPRESSED_PROBABILITY = 0.35  # of physical T2 channels, training regime
+RANDOM_CONTRAST_PROBABILITY = 0.25  # per channel, training regime
+FAT_SUPPRESSED_PROBABILITY = 0.3  # of physical T2 channels, training regime
 
 
 def draw_sequences(rng: np.random.Generator) -> dict[str, Sequence]:
