@@ -326,3 +326,24 @@ def test_shipped_model_does_not_enrol_the_real_subject_without_pathology(shared_
     assert [v.level for v in report.vertebrae][-6:] == ["L1", "L2", "L3", "L4", "L5", "S1"]
     assert report.eligibility.qualifying_lesions == [], report.eligibility.reasons
     assert report.eligibility.eligible is not True
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+def test_shipped_model_segments_a_held_out_fat_suppressed_scan(shared_dir) -> None:
+    """A Dixon water image (fat suppressed, marrow dark) of a held-out volunteer goes in the
+    fluid-sensitive channel: the bodies are found and L1-L5 named like the masks (the sacrum is in
+    view below L5, unlabelled)."""
+    from modicseg.model.cases import load_labelled_cases
+    from modicseg.model.evaluate import evaluate_cases
+    from modicseg.model.sources import split_cases
+
+    folder = shared_dir / "real-spine-dixon"
+    if not folder.is_dir():
+        pytest.skip("../shared/real-spine-dixon not found")
+    name = split_cases(folder, "heldout")[0]
+    [case] = load_labelled_cases(folder, {"sequence": "DIXON_WATER"}, include=[name])
+    assert case.t1 is None and case.t2 is not None and case.t2.provenance.weighting == "T2FS"
+    torch.set_num_threads(2)
+    _, [row] = evaluate_cases(Segmenter.load(SHIPPED, device="cpu"), [case], level_names=True)
+    assert row["dice_vertebral_body"] > 0.65, row
+    assert row["levels_named_right"] == row["levels_reference"] == 5, row

@@ -43,6 +43,8 @@ ALL_CLASSES = (1, 2, 3)
 IGNORE_LABEL = 255  # training labels: voxels the loss ignores (unlabelled levels of bodies-only masks)
 SEGMENT_NAME_CLASSES = {"vertebra": 1, "body": 1, "disc": 2, "modic": 3, "lesion": 3}
 SEQUENCE_CHANNEL = {"T1": "T1", "T2": "T2", "TIRM": "T2", "STIR": "T2", "DIXON_WATER": "T2"}
+#: weighting recorded in the image's provenance (io.classify's names: fat-suppressed fluid images)
+SEQUENCE_WEIGHTING = {"TIRM": "STIR", "STIR": "STIR", "DIXON_WATER": "T2FS"}
 
 
 @dataclass
@@ -147,7 +149,8 @@ def _load_real_spine_case(folder: Path, overrides: Mapping[str, Any]) -> Labelle
     channel = overrides.get("image_channel") or SEQUENCE_CHANNEL.get(sequence)
     if channel is None:
         raise InputError(f"{folder}: unknown sequence '{sequence}'")
-    image = load_nifti_image(folder / "image.nii.gz", channel)
+    weighting = SEQUENCE_WEIGHTING.get(sequence, channel)  # the analysis types a STIR with its own bands
+    image = load_nifti_image(folder / "image.nii.gz", weighting, f"case.json sequence '{sequence}'")
     label_path = folder / meta.get("label_file", "vertebrae.nii.gz")
     labels = load_nifti(label_path, LabelImage)
     label_map = overrides.get("label_map") or {"*": 1}

@@ -171,12 +171,13 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
 
 
 def default_checkpoint() -> Path:
-    """The shipped model: $MODICSEG_MODEL, else ``models/modicseg-unet-v1`` of the source tree or the
-    working directory."""
+    """The shipped model: $MODICSEG_MODEL, else ``models/modicseg-unet-v1`` of the source tree, the
+    installed package (``modicseg.shipped``) or the working directory."""
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
     candidates = [Path(__file__).resolve().parents[3] / "models" / DEFAULT_MODEL_NAME,
+                  Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME,  # a wheel's packaged copy
                   Path.cwd() / "models" / DEFAULT_MODEL_NAME]
     for c in candidates:
         if (c / WEIGHTS).is_file():

@@ -55,18 +55,23 @@ def source_cases(source: Mapping[str, Any], base: Path) -> list[LabelledCase]:
 
 def source_volumes(sources: Sequence[Mapping[str, Any]], config: ModelConfig, base: Path,
                    log: Any = None) -> list[TrainingVolume]:
-    """Model-space training volumes of every source (see ``case_to_volume`` for paint / ignore)."""
+    """Model-space training volumes of every source (see ``case_to_volume`` for paint / ignore;
+    ``weight``: each case of the source is drawn that many times as often)."""
     volumes: list[TrainingVolume] = []
     for source in sources:
         unknown = set(source) - {"dir", "split", "splits_file", "cases", "limit", "overrides", "paint",
-                                 "ignore_above", "ignore_below"}
+                                 "ignore_above", "ignore_below", "weight"}
         if unknown:
             raise InputError(f"data.real.sources: unknown keys {sorted(unknown)}")
         cases = source_cases(source, base)
+        weight = int(source.get("weight", 1))  # each case drawn this many times as often
+        if weight < 1:
+            raise InputError(f"data.real.sources: weight must be a whole number >= 1 (got {weight})")
         for case in cases:
-            volumes.append(case_to_volume(case, config, paint=bool(source.get("paint", False)),
-                                          ignore_above=bool(source.get("ignore_above", False)),
-                                          ignore_below=bool(source.get("ignore_below", False))))
+            volume = case_to_volume(case, config, paint=bool(source.get("paint", False)),
+                                    ignore_above=bool(source.get("ignore_above", False)),
+                                    ignore_below=bool(source.get("ignore_below", False)))
+            volumes.extend([volume] * weight)
         if log is not None:
             log(f"real source {source['dir']}: {len(cases)} cases"
                 f"{' (painted)' if source.get('paint') else ''}")

@@ -185,6 +185,8 @@ def _train(settings: Mapping[str, Any], base: Path, run_dir: Path, optim_s: Mapp
         model = build_network(config).to(device).train()
     if (settings.get("model") or {}).get("inference"):  # deployment settings, not architecture: YAML wins
         config.inference = dict(settings["model"]["inference"])
+    if (settings.get("model") or {}).get("version") and not state:  # a new stage from init_from: its own version
+        config.version = str(settings["model"]["version"])
     (run_dir / "settings.yaml").write_text(yaml.safe_dump(_plain(settings), sort_keys=False))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(optim_s["lr"]),
