@@ -20,7 +20,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.hostile import MEMORY_LIMIT, clone, make_base, run_cli, series_files, snapshot
+from tests.hostile import MEMORY_LIMIT, clone, edit, make_base, run_cli, series_files, snapshot
 
 SEED = 20260716
 MUTATIONS = 70
@@ -87,12 +87,7 @@ def _apply_header(path: Path, keyword: str, value, rng: np.random.Generator) -> 
         corrupt = value != current
     if value == "new":
         value = generate_uid()
-    if value is None:
-        if keyword in ds:
-            delattr(ds, keyword)
-    else:
-        setattr(ds, keyword, value)
-    ds.save_as(path)
+    edit(path, **{keyword: value})
     return f"{keyword}={value!r:.40}", corrupt
 
 

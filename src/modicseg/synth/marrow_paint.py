@@ -71,26 +71,45 @@ def _marrow_median(channel: np.ndarray, body: np.ndarray) -> float:
     return float(np.median(vals)) if vals.size else 0.0
 
 
-def paint_lesion(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, body_id: int, spacing: Sequence[float],
-                 kinds: Sequence[str | None], rng: np.random.Generator) -> PaintedLesion | None:
-    """One Modic-like lesion on one endplate of body component ``body_id`` (in place)."""
+def _body_crop(comp: np.ndarray, body_id: int) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """(slices of the body's bounding box grown by one voxel, the body's mask there), or None."""
     box = ndimage.find_objects(comp, max_label=body_id)[body_id - 1]
     if box is None:
         return None
     sl = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-    body = comp[sl] == body_id
-    sx, sy, sz = (float(v) for v in spacing)
+    return sl, comp[sl] == body_id
+
+
+def _endplate_columns(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(z index grid, columns holding body, superior endplate index, inferior endplate index) per
+    (x, y) column of a body mask (axis 2 = inferior -> superior)."""
     zz = np.arange(body.shape[2])[None, None, :]
     has = body.any(axis=2)
+    top = np.where(body, zz, -1).max(axis=2)
+    bottom = np.where(body, zz, 10**6).min(axis=2)
+    return zz, has, top, bottom
+
+
+def _endplate_distance(zz: np.ndarray, top: np.ndarray, bottom: np.ndarray, superior: bool, sz: float) -> np.ndarray:
+    """Distance (mm, voxel centres, along the cranio-caudal axis) of every voxel from one endplate."""
+    dist = (top[..., None] - zz) if superior else (zz - bottom[..., None])
+    return dist.astype(np.float32) * sz + 0.5 * sz
+
+
+def paint_lesion(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, body_id: int, spacing: Sequence[float],
+                 kinds: Sequence[str | None], rng: np.random.Generator) -> PaintedLesion | None:
+    """One Modic-like lesion on one endplate of body component ``body_id`` (in place)."""
+    crop = _body_crop(comp, body_id)
+    if crop is None:
+        return None
+    sl, body = crop
+    sx, sy, sz = (float(v) for v in spacing)
+    zz, has, top, bottom = _endplate_columns(body)
     if has.sum() < 4:
         return None
-    top = np.where(body, zz, -1).max(axis=2)  # superior endplate per (x, y) column
-    bottom = np.where(body, zz, 10**6).min(axis=2)
     height_mm = float(np.median((top - bottom + 1)[has])) * sz
     endplate = "superior" if rng.random() < 0.5 else "inferior"
-    # distance (mm) of each body voxel from the chosen endplate, along the cranio-caudal axis
-    dist = ((top[..., None] - zz) if endplate == "superior" else (zz - bottom[..., None])).astype(np.float32) * sz
-    dist = dist + 0.5 * sz
+    dist = _endplate_distance(zz, top, bottom, endplate == "superior", sz)
     # footprint: ellipse over the column area with a noisy outline
     xs, ys = np.nonzero(has)
     cx = rng.uniform(xs.min(), xs.max() + 1e-3)
@@ -129,11 +148,10 @@ def paint_lesion(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, body_i
             kinds_used = (near, far)
             break
     # signal: marrow texture x ratio relative to this vertebra's marrow (ratio of the local voxel)
-    body_full = comp[sl] == body_id
     for c, kind in enumerate(kinds):
         if kind is None:
             continue
-        if _marrow_median(image[c][sl], body_full & ~lesion) <= 0:
+        if _marrow_median(image[c][sl], body & ~lesion) <= 0:
             return None
     for c, kind in enumerate(kinds):
         if kind is None:
@@ -160,11 +178,10 @@ def _ellipsoid_weight(shape: tuple[int, int, int], centre: Sequence[float], radi
 def paint_lookalike(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, body_id: int, spacing: Sequence[float],
                     kinds: Sequence[str | None], rng: np.random.Generator) -> str | None:
     """One look-alike in body ``body_id`` (in place); returns its kind."""
-    box = ndimage.find_objects(comp, max_label=body_id)[body_id - 1]
-    if box is None:
+    crop = _body_crop(comp, body_id)
+    if crop is None:
         return None
-    sl = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-    body = comp[sl] == body_id
+    sl, body = crop
     sx, sy, sz = (float(v) for v in spacing)
     idx = np.argwhere(ndimage.binary_erosion(body, iterations=1) if body.sum() > 200 else body)
     if len(idx) < 10:
@@ -206,11 +223,8 @@ def paint_lookalike(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, bod
         return what
     # notch / partial volume: disc-like signal at an endplate, sampled just outside the body
     superior = rng.random() < 0.5
-    zz = np.arange(shape[2])[None, None, :]
-    has = body.any(axis=2)
-    top = np.where(body, zz, -1).max(axis=2)
-    bottom = np.where(body, zz, 10**6).min(axis=2)
-    dist = ((top[..., None] - zz) if superior else (zz - bottom[..., None])).astype(np.float32) * sz + 0.5 * sz
+    zz, has, top, bottom = _endplate_columns(body)
+    dist = _endplate_distance(zz, top, bottom, superior, sz)
     outside = (zz == (top[..., None] + 1)) if superior else (zz == (bottom[..., None] - 1))
     outside &= has[..., None]
     if not outside.any():
