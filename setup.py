@@ -1,7 +1,7 @@
 """Build hook: a wheel carries the shipped segmentation model as package data.
 
 Everything else is in pyproject.toml.  ``build_py`` copies the model files (weights, config,
-metadata, model card) from ``models/modicseg-unet-v1/`` of the source tree -- whatever is there at
+metadata, model card, ONNX export) from ``models/modicseg-unet-v1/`` of the source tree -- whatever is there at
 build time -- into ``modicseg/models/modicseg-unet-v1/`` of the build, where
 ``modicseg.shipped.packaged_model`` finds them after ``pip install``.  A build without a model
 fails (a wheel without one would skip the network); ``MODICSEG_BUILD_WITHOUT_MODEL=1`` allows it.
@@ -19,7 +19,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 MODEL_NAME = "modicseg-unet-v1"
-MODEL_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md")
+MODEL_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md", "model.onnx", "model.onnx.json")
 REQUIRED = ("model.pt", "config.json")
 MAX_MODEL_MB = 50.0
 

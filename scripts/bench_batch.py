@@ -6,7 +6,10 @@
    what ``modicseg synth --pairs`` writes (issue #3); ``--source phantom`` writes the test suite's analytic
    phantom pairs (tests/test_longitudinal_pairs.py) as DICOM studies with random lesion evolution
    (1 -> 2, regression, growth, new lesions) and a random rigid repositioning, with the truth;
-   ``auto`` picks synth when it is installed.  Ground-truth label maps are analysed (--labels).
+   ``auto`` picks synth when it is installed.  Ground-truth label maps are analysed (--labels);
+   with ``--network`` the manifest has no labels column and every study is segmented by the shipped
+   model (ONNX Runtime on CPU when the model folder has a current export, else torch; one model per
+   worker process, loaded by its first job).
 2. Clean run: the whole batch with ``--workers`` local processes; studies per hour.
 3. kill -9: a second batch into a fresh folder is SIGKILLed when half of its jobs are done, then
    re-run; checks that every result is present once and complete, that no finished job ran
@@ -16,7 +19,13 @@
    row counts as right when its level, endplate and "baseline type -> follow-up type" all match;
    synth truth levels are first renamed as the analysis names those vertebrae).
 
-Prints a JSON result and a Markdown table for docs/benchmarks.md.
+Where the time goes (from the job records): per study, load / segment (network) / analysis /
+writing outputs, medians; each worker's resident memory after its first and last job (flat = no
+growth per job).  ``--skip-kill`` / ``--dask-pairs 0`` leave out steps 3 / 4.
+
+    .venv/bin/python scripts/bench_batch.py --source synth --pairs 100 --network --skip-kill --dask-pairs 10
+
+Prints a JSON result for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -157,7 +166,8 @@ def _labels(folder: Path) -> Path | None:
     return None
 
 
-def build_manifest(data: Path, out: Path, pairs: int | None = None) -> Path:
+def build_manifest(data: Path, out: Path, pairs: int | None = None, network: bool = False) -> Path:
+    """The batch manifest; ``network``: no labels column, the shipped model segments every study."""
     from modicseg.batch.manifest import StudyEntry, write_manifest
 
     entries = []
@@ -165,7 +175,7 @@ def build_manifest(data: Path, out: Path, pairs: int | None = None) -> Path:
         for tp in ("baseline", "followup"):
             folder = pair / tp
             study = folder / "dicom" if (folder / "dicom").is_dir() else folder
-            entries.append(StudyEntry(pair.name, tp, study, _labels(folder)))
+            entries.append(StudyEntry(pair.name, tp, study, None if network else _labels(folder)))
     write_manifest(entries, out)
     return out
 
@@ -243,10 +253,57 @@ def transition_accuracy(data: Path, out: Path, source: str) -> dict[str, Any]:
 
 def clean_run(manifest: Path, out: Path, workers: int) -> dict[str, Any]:
     started = time.time()
+    load = os.getloadavg()
     subprocess.run(_child(manifest, out, workers), check=True)
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_s"] = time.time() - started
+    summary["load_average_before_after"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
+    summary["time_and_memory"] = time_and_memory(out)
     return summary
+
+
+def time_and_memory(out: Path) -> dict[str, Any]:
+    """Where a study's time goes (medians over the job records) and each worker's memory per job."""
+    rows = []
+    for path in sorted((out / "studies").rglob("job.json")):
+        job = json.loads(path.read_text())
+        info = job.get("info", {})
+        timings = info.get("timings_s") or {}
+        rows.append({"worker": job.get("worker"), "elapsed_s": job.get("elapsed_s"), "finished": path.stat().st_mtime,
+                     "load_s": timings.get("load_s"), "segment_s": timings.get("segment_s"),
+                     "network_s": info.get("network_s"), "analysis_s": timings.get("total_s"),
+                     "rss_mb": info.get("worker_rss_mb"), "peak_mb": info.get("worker_peak_rss_mb"),
+                     "runtime": info.get("runtime"), "segmentation": info.get("segmentation")})
+    if not rows:
+        return {}
+
+    def median(key: str) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None]
+        return round(float(np.median(values)), 3) if values else None
+
+    for r in rows:
+        if r["elapsed_s"] is not None and r["analysis_s"] is not None:
+            r["write_s"] = r["elapsed_s"] - r["analysis_s"]
+    workers: dict[str, Any] = {}
+    for r in sorted(rows, key=lambda r: r["finished"]):
+        w = workers.setdefault(r["worker"], {"jobs": 0, "rss_mb": []})
+        w["jobs"] += 1
+        w["rss_mb"].append(r["rss_mb"])
+    memory = {}
+    for name, w in workers.items():
+        rss = [v for v in w["rss_mb"] if v is not None]
+        if rss:
+            tail = rss[len(rss) // 2:]
+            slope = round(float(np.polyfit(range(len(tail)), tail, 1)[0]), 3) if len(tail) >= 3 else None
+            memory[name] = {"jobs": w["jobs"], "rss_after_first_job_mb": rss[0],
+                            "rss_after_job_10_mb": rss[min(9, len(rss) - 1)], "rss_after_last_job_mb": rss[-1],
+                            "rss_max_mb": max(rss), "second_half_slope_mb_per_job": slope}
+    return {"studies": len(rows), "runtime": sorted({str(r["runtime"]) for r in rows}),
+            "segmentation": sorted({str(r["segmentation"]) for r in rows}),
+            "median_s": {k: median(k) for k in ("elapsed_s", "load_s", "segment_s", "network_s", "analysis_s",
+                                                 "write_s")},
+            "peak_rss_mb_max": max((r["peak_mb"] for r in rows if r["peak_mb"] is not None), default=None),
+            "workers": memory}
 
 
 def kill_run(manifest: Path, out: Path, workers: int, total_jobs: int, n_studies: int, n_compares: int,
@@ -289,7 +346,7 @@ def dask_run(manifest: Path, out: Path) -> dict[str, Any]:
         wall = time.time() - started
     d = summary.to_dict()
     return {"wall_s": wall, "studies": d["studies"], "comparisons": d["comparisons"], "workers": d["workers"],
-            "studies_per_hour": d["studies_per_hour"]}
+            "studies_per_hour": d["studies_per_hour"], "time_and_memory": time_and_memory(out)}
 
 
 def main() -> None:
@@ -304,11 +361,14 @@ def main() -> None:
     parser.add_argument("--source", choices=["auto", "synth", "phantom"], default="auto")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-batch"))
     parser.add_argument("--keep-data", action="store_true", help="reuse WORK/data when it exists")
+    parser.add_argument("--network", action="store_true",
+                        help="segment with the shipped model instead of analysing the truth label maps")
+    parser.add_argument("--skip-kill", action="store_true", help="leave out the kill -9 + resume step")
     args = parser.parse_args()
     source = args.source if args.source != "auto" else ("synth" if synth_available() else "phantom")
     data = args.work / "data"
     result: dict[str, Any] = {"source": source, "pairs": args.pairs, "workers": args.workers,
-                              "cpus": os.cpu_count()}
+                              "cpus": os.cpu_count(), "network": args.network}
     if not (args.keep_data and data.is_dir()):
         shutil.rmtree(args.work, ignore_errors=True)
         started = time.time()
@@ -319,15 +379,17 @@ def main() -> None:
         result["data_s"] = time.time() - started
     for name in ("clean", "killed", "dask"):
         shutil.rmtree(args.work / name, ignore_errors=True)
-    manifest = build_manifest(data, args.work / "manifest.csv", args.pairs)
+    manifest = build_manifest(data, args.work / "manifest.csv", args.pairs, args.network)
     n_studies, n_compares = 2 * args.pairs, args.pairs
     result["clean"] = clean_run(manifest, args.work / "clean", args.workers)
     result["clean_check"] = check_results(args.work / "clean", n_studies, n_compares)
     result["transitions"] = transition_accuracy(data, args.work / "clean", source)
-    result["kill9"] = kill_run(manifest, args.work / "killed", args.workers, n_studies + n_compares, n_studies,
-                               n_compares)
-    small = build_manifest(data, args.work / "manifest_dask.csv", args.dask_pairs)
-    result["dask"] = dask_run(small, args.work / "dask")
+    if not args.skip_kill:
+        result["kill9"] = kill_run(manifest, args.work / "killed", args.workers, n_studies + n_compares, n_studies,
+                                   n_compares)
+    if args.dask_pairs > 0:
+        small = build_manifest(data, args.work / "manifest_dask.csv", args.dask_pairs, args.network)
+        result["dask"] = dask_run(small, args.work / "dask")
     (args.work / "bench_result.json").write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps(result, indent=2, default=str))
 

@@ -10,6 +10,7 @@ a fresh virtual environment.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -90,6 +91,8 @@ def test_a_wheel_carries_the_model_and_its_demo_runs_the_network(tmp_path):
     segmentation = report["provenance"]["segmentation"]
     assert segmentation["source"] == "network"
     assert segmentation["checkpoint_sha256"] == _sha256(built_from / "model.pt")
+    if importlib.util.find_spec("onnxruntime") and (built_from / "model.onnx").is_file():
+        assert segmentation["runtime"] == "onnxruntime"  # the packaged export runs without torch
 
 
 def test_the_demo_fails_when_the_network_cannot_run(tmp_path, monkeypatch, capsys):

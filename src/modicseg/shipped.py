@@ -17,7 +17,8 @@ MODEL_NAME = "modicseg-unet-v1"
 #: Environment variable naming a checkpoint folder (``modicseg.model.checkpoint.MODEL_ENV``).
 MODEL_ENV = "MODICSEG_MODEL"
 #: The files a packaged model carries (training logs and benchmark outputs stay in the repository).
-PACKAGED_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md")
+#: ``model.onnx`` / ``model.onnx.json``: the export ONNX Runtime runs on CPU (``modicseg.model.onnx_backend``).
+PACKAGED_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md", "model.onnx", "model.onnx.json")
 #: Package data folder (inside the installed ``modicseg`` package) holding the shipped model.
 PACKAGED_DIR = Path(__file__).resolve().parent / "models" / MODEL_NAME
 

@@ -157,18 +157,18 @@ def _load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list
 
 def _run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Path | None,
                  device: str) -> tuple[LabelImage, dict[str, Any], list[str]]:
-    """Segment with the model stage's ``Segmenter``; ModelUnavailableError when there is no model."""
+    """Segment with the model stage's segmenter (ONNX Runtime on CPU when the checkpoint has a current
+    export, else torch; loaded once per process); ModelUnavailableError when there is no model."""
     try:
-        from modicseg.model.inference import Segmenter
+        from modicseg.model.runtime import load_segmenter
     except ImportError as exc:
         if exc.name is None or exc.name.startswith("modicseg.model"):
             raise ModelUnavailableError("no segmentation model available; pass --labels FILE "
                                         "(a label map: 0 background, 1 body, 2 disc, 3 lesion)") from None
         raise
-    from modicseg.shipped import shipped_model
 
     try:
-        segmenter = Segmenter.load(shipped_model(model), device=device)
+        segmenter = load_segmenter(model, device=device)
     except InputError as exc:
         if model is not None:
             raise
@@ -176,6 +176,7 @@ def _run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Pa
     result = segmenter.segment_detailed(t1=t1, t2=t2)
     info = {"source": "network", "checkpoint_sha256": segmenter.checkpoint_sha256,
             "model_version": str(segmenter.config.version), "device": str(segmenter.device),
+            "runtime": segmenter.runtime,
             "timings_s": {k: round(float(v), 3) for k, v in result.timings_s.items()}}
     return result.labels, info, list(result.notes)
 

@@ -164,8 +164,27 @@ def analyze_study(job: StudyJob, out: Path) -> dict[str, Any]:
     report = analyze(request, labels=entry.labels, config=job.options.config, model=job.options.model)
     write_report(report, out, qc=job.options.figures, dicom_seg=job.options.seg)
     save_maps(report, out)
+    segmentation = report.provenance.get("segmentation", {})
     return {"lesions": len(report.lesions), "vertebrae": len(report.vertebrae),
-            "eligible": report.eligibility.eligible, "warnings": len(report.warnings)}
+            "eligible": report.eligibility.eligible, "warnings": len(report.warnings),
+            "segmentation": segmentation.get("source"), "runtime": segmentation.get("runtime"),
+            "timings_s": {k: round(float(v), 3) for k, v in report.timings_s.items()},
+            "network_s": (segmentation.get("timings_s") or {}).get("network_s"), **worker_memory_mb()}
+
+
+def worker_memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak (Linux ``/proc/self/status``), MB: a batch
+    worker's growth from job to job shows in the job records."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                name = "worker_rss_mb" if key == "VmRSS" else "worker_peak_rss_mb"
+                out[name] = round(int(value.split()[0]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
 
 
 def save_maps(report: Any, out: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modicseg.io.study import StudyRequest
+if TYPE_CHECKING:  # imported when a command runs: ``modicseg --help`` stays light
+    from modicseg.io.study import StudyRequest
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, study_required: bool = False) -> None:
@@ -29,6 +31,8 @@ def add_study_arguments(parser: argparse.ArgumentParser, study_required: bool = 
 
 
 def study_request(args: argparse.Namespace) -> StudyRequest:
+    from modicseg.io.study import StudyRequest
+
     return StudyRequest(path=args.study, t1=args.t1, t2=args.t2, stir=getattr(args, "stir", None),
                         t1_series=args.t1_series,
                         t2_series=args.t2_series, resample_irregular=args.resample_irregular,

@@ -13,11 +13,7 @@ from pathlib import Path
 
 from modicseg.cli.common import add_study_arguments, study_request
 from modicseg.io.atomic import atomic_output_dir
-from modicseg.io.dicom_series import scan_study
-from modicseg.io.dicom_volume import build_volume
 from modicseg.io.errors import InputError, ModicsegError
-from modicseg.io.nifti_output import safe_name, write_image
-from modicseg.io.study import open_study, t1_on_t2_grid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _convert_all(args: argparse.Namespace) -> int:
+    from modicseg.io.dicom_series import scan_study
+    from modicseg.io.dicom_volume import build_volume
+    from modicseg.io.nifti_output import safe_name, write_image
+
     if args.study is None:
         raise InputError("--all needs a DICOM STUDY folder")
     scan = scan_study(args.study)
@@ -62,6 +62,9 @@ def _convert_all(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modicseg.io.nifti_output import write_image
+    from modicseg.io.study import open_study, t1_on_t2_grid
+
     if args.all:
         return _convert_all(args)
     study = open_study(study_request(args))

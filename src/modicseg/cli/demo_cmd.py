@@ -18,7 +18,6 @@ from pathlib import Path
 
 from modicseg.cli import analyze_cmd, convert_cmd, inspect_cmd
 from modicseg.io.errors import ModicsegError
-from modicseg.io.study import StudyRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +38,7 @@ def _truth_lines(truth: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from modicseg.analysis.pipeline import analyze
+    from modicseg.io.study import StudyRequest
     from modicseg.report.writers import write_report
     from modicseg.synth.demo import make_demo_study
 

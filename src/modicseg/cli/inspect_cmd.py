@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from modicseg.cli.common import add_study_arguments, study_request
-from modicseg.io.dicom_series import scan_study
-from modicseg.io.errors import InputError
-from modicseg.io.stacks import Stack
-from modicseg.io.study import assign_roles, nifti_inputs, open_study
+
+if TYPE_CHECKING:  # imported when the command runs: ``modicseg --help`` stays light
+    from modicseg.io.stacks import Stack
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,6 +88,8 @@ def format_table(stacks: list[Stack]) -> str:
 
 def _nifti_rows(args: argparse.Namespace) -> list[dict] | None:
     """Stack summaries for NIfTI inputs, or None when the study is DICOM."""
+    from modicseg.io.study import nifti_inputs, open_study
+
     request = study_request(args)
     if nifti_inputs(request) is None:
         return None
@@ -106,6 +108,10 @@ def _nifti_rows(args: argparse.Namespace) -> list[dict] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modicseg.io.dicom_series import scan_study
+    from modicseg.io.errors import InputError
+    from modicseg.io.study import assign_roles
+
     nifti_rows = _nifti_rows(args)
     if nifti_rows is not None:
         if args.json:

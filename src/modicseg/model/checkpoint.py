@@ -23,15 +23,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import monai
 import numpy as np
-import torch
 
 from modicseg.io.errors import InputError
 from modicseg.model.config import ModelConfig
 from modicseg.model.network import build_network
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = "model.pt"
 CONFIG = "config.json"
@@ -74,6 +75,9 @@ def bundle_metadata(config: ModelConfig, metrics: dict[str, Any] | None = None,
                     training: dict[str, Any] | None = None, description: str = "",
                     changelog: dict[str, str] | None = None) -> dict[str, Any]:
     """MONAI bundle-style ``metadata.json`` content."""
+    import monai
+    import torch
+
     channel_def = {}
     missing = config.normalization.get("missing_channel_value", 0.0)
     for i, name in enumerate(config.channels):
@@ -122,6 +126,8 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, config: Model
                     metadata: dict[str, Any] | None = None, train_state: dict[str, Any] | None = None,
                     extra_files: dict[str, Path] | None = None) -> Path:
     """Write a checkpoint folder atomically (temporary sibling, then rename)."""
+    import torch
+
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
@@ -154,6 +160,8 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, config: Model
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu",
                     with_train_state: bool = False) -> Checkpoint:
     """Read a checkpoint folder (``InputError`` when it is not one)."""
+    import torch
+
     directory = Path(directory)
     if directory.is_file() and directory.name == WEIGHTS:
         directory = directory.parent

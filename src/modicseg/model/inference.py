@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.io.errors import InputError, SelectionError
@@ -86,6 +85,8 @@ def fit_roi(roi: list[int], stride: list[int]) -> list[int]:
 def sliding_window_probabilities(model: torch.nn.Module, x: np.ndarray | torch.Tensor, config: ModelConfig,
                                  device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax probabilities [K, ...] for a network input [C, ...] (sliding window, Gaussian blend)."""
+    from monai.inferers import sliding_window_inference
+
     inp = torch.as_tensor(x, dtype=torch.float32)[None].to(device)
     inf = config.inference
     roi = fit_roi(list(inf["roi_size"]), total_stride(config))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
-from monai.networks.nets import DynUNet
+from typing import TYPE_CHECKING
 
 from modicseg.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 def plan_anisotropic(spacing_mm: Sequence[float], patch_size: Sequence[int],
@@ -47,6 +48,8 @@ def total_stride(config: ModelConfig) -> list[int]:
 
 def build_network(config: ModelConfig) -> torch.nn.Module:
     """The DynUNet that ``config`` describes (weights freshly initialised)."""
+    from monai.networks.nets import DynUNet
+
     net = config.resolved().network
     if net.name != "DynUNet":
         raise ValueError(f"unsupported network '{net.name}' (only DynUNet)")

@@ -175,21 +175,38 @@ def axis_weights(n_src: int, spacing_src: float, n_dst: int, spacing_dst: float)
     return w
 
 
-def probabilities_to_labels(probs: np.ndarray, grid: ModelGrid) -> LabelImage:
+def probabilities_to_labels(probs: np.ndarray, grid: ModelGrid, backend: str = "torch") -> LabelImage:
     """Class probabilities [C, ...] on the model grid -> labels on the reference grid.
 
     The probabilities are interpolated linearly onto the reference grid (separably, axis by axis:
     the grids share their axes up to a permutation) and the argmax is taken there, which gives
     smoother boundaries than resampling labels. The result has the reference's exact shape and affine.
+    ``backend``: "torch" (the torch inference path) or "numpy" (the ONNX Runtime path, without torch).
     """
-    import torch
-
     transform = orientation_transform(grid.reference_affine, grid.orientation)
     oriented_affine = grid.reference_affine @ nib.orientations.inv_ornt_aff(transform, grid.reference_shape)
     oriented_shape = nib.orientations.apply_orientation(np.empty(grid.reference_shape, dtype=np.uint8),
                                                         transform).shape
     ref_spacing = np.linalg.norm(oriented_affine[:3, :3], axis=0)
     model_spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    if backend == "numpy":
+        oriented_labels = _interpolated_argmax_numpy(probs, oriented_shape, model_spacing, ref_spacing)
+    elif backend == "torch":
+        oriented_labels = _interpolated_argmax_torch(probs, oriented_shape, model_spacing, ref_spacing)
+    else:
+        raise ValueError(f"unknown backend '{backend}' (torch, numpy)")
+    inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(grid.orientation)),
+                                              nib.orientations.io_orientation(grid.reference_affine))
+    labels = nib.orientations.apply_orientation(oriented_labels, inverse)
+    assert labels.shape == tuple(grid.reference_shape)
+    return LabelImage(np.ascontiguousarray(labels), grid.reference_affine.copy(),
+                      Provenance(source_format="derived", series_description="modicseg segmentation"))
+
+
+def _interpolated_argmax_torch(probs: np.ndarray, oriented_shape: tuple[int, ...], model_spacing: np.ndarray,
+                               ref_spacing: np.ndarray) -> np.ndarray:
+    import torch
+
     out = torch.as_tensor(np.ascontiguousarray(probs), dtype=torch.float32)
     for axis in range(3):
         n_src, n_dst = out.shape[axis + 1], int(oriented_shape[axis])
@@ -206,10 +223,22 @@ def probabilities_to_labels(probs: np.ndarray, grid: ModelGrid) -> LabelImage:
         better = channel > best
         index[better] = c
         best = torch.maximum(best, channel)
-    oriented_labels = index.numpy()
-    inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(grid.orientation)),
-                                              nib.orientations.io_orientation(grid.reference_affine))
-    labels = nib.orientations.apply_orientation(oriented_labels, inverse)
-    assert labels.shape == tuple(grid.reference_shape)
-    return LabelImage(np.ascontiguousarray(labels), grid.reference_affine.copy(),
-                      Provenance(source_format="derived", series_description="modicseg segmentation"))
+    return index.numpy()
+
+
+def _interpolated_argmax_numpy(probs: np.ndarray, oriented_shape: tuple[int, ...], model_spacing: np.ndarray,
+                               ref_spacing: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(probs, dtype=np.float32)
+    for axis in range(3):
+        n_src, n_dst = out.shape[axis + 1], int(oriented_shape[axis])
+        if n_src == n_dst and np.isclose(model_spacing[axis], ref_spacing[axis]):
+            continue
+        w = axis_weights(n_src, float(model_spacing[axis]), n_dst, float(ref_spacing[axis]))
+        out = np.ascontiguousarray(np.moveaxis(np.tensordot(out, w, axes=([axis + 1], [1])), -1, axis + 1))
+    best = out[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, out.shape[0]):
+        better = out[c] > best
+        index[better] = c
+        np.maximum(best, out[c], out=best)
+    return index
