@@ -364,6 +364,7 @@ def main() -> None:
     parser.add_argument("--network", action="store_true",
                         help="segment with the shipped model instead of analysing the truth label maps")
     parser.add_argument("--skip-kill", action="store_true", help="leave out the kill -9 + resume step")
+    parser.add_argument("--data-only", action="store_true", help="write WORK/data and stop (then --keep-data)")
     args = parser.parse_args()
     source = args.source if args.source != "auto" else ("synth" if synth_available() else "phantom")
     data = args.work / "data"
@@ -377,6 +378,9 @@ def main() -> None:
         else:
             make_phantom_pairs(data, args.pairs, args.seed, args.workers)
         result["data_s"] = time.time() - started
+    if args.data_only:
+        print(json.dumps(result, indent=2, default=str))
+        return
     for name in ("clean", "killed", "dask"):
         shutil.rmtree(args.work / name, ignore_errors=True)
     manifest = build_manifest(data, args.work / "manifest.csv", args.pairs, args.network)

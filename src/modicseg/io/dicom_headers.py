@@ -63,6 +63,9 @@ class FrameHeader:
     #: ScanOptions (upper case; "FS" = fat saturation), plus "FS" when an enhanced object's
     #: SpectrallySelectedSuppression is FAT
     scan_options: tuple[str, ...] = ()
+    #: (offset, length, dtype, unused high bits) of the uncompressed pixels of a classic file read by
+    #: ``modicseg.io.fast_header`` (``dataset`` is then None); None: decode through pydicom
+    pixel_data: tuple[int, int, str, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:

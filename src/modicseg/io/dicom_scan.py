@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from modicseg.io.dicom_headers import MR_IMAGE_SOP_CLASSES, FrameHeader, frames_of
 from modicseg.io.errors import InputError
+from modicseg.io.fast_header import fast_classic_frame
 from modicseg.io.integrity import check_dicom_sizes
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -134,6 +135,15 @@ def scan_folder(root: str | os.PathLike[str]) -> FolderScan:
                          else f"{root}: empty folder (no files)")
     seen_sops: set[tuple[str, str]] = set()
     for path in files:
+        fast = fast_classic_frame(path)  # a plain classic MR file: no pydicom (same record)
+        if fast is not None:
+            key = (fast.sop_instance_uid, fast.series_instance_uid)
+            if key in seen_sops:
+                scan.skipped["duplicate copies of one SOP instance"] += 1
+            else:
+                seen_sops.add(key)
+                scan.frames.append(fast)
+            continue
         ds = read_header(path)
         if ds is None:
             scan.skipped["non-DICOM files"] += 1

@@ -19,6 +19,7 @@ from pydicom.uid import UID
 from modicseg.core.image import LPS_TO_RAS, Provenance, ScalarImage
 from modicseg.io.dicom_headers import FrameHeader
 from modicseg.io.errors import GeometryError, InputError, NotAVolumeError
+from modicseg.io.fast_header import read_pixels
 from modicseg.io.integrity import check_finite
 from modicseg.io.stacks import Stack
 
@@ -38,6 +39,10 @@ def _transfer_syntax_name(uid: str) -> str:
 
 def _decode_file(path: Path, frames: list[FrameHeader]) -> dict[int | None, np.ndarray]:
     """Decoded (rows, columns) arrays of the requested frames of one file."""
+    if len(frames) == 1 and frames[0].pixel_data is not None:
+        array = read_pixels(frames[0])  # a classic file read by modicseg.io.fast_header
+        if array is not None:
+            return {frames[0].frame_index: array}
     ds = frames[0].dataset
     if ds is None:
         try:

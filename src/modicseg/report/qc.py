@@ -134,10 +134,9 @@ def render_qc(report: Report, path: Path) -> None:
     """Write the QC PNG of a report."""
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # a Figure on the Agg canvas, without pyplot: no GUI backend search, ~0.2 s less to import
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import ConnectionPatch
 
@@ -159,7 +158,8 @@ def render_qc(report: Report, path: Path) -> None:
     panel_h = 8.0
     panel_w = float(np.clip(panel_h * width_mm / height_mm, 2.2, 9.0))
     tag_w = 3.6
-    fig = plt.figure(figsize=(panel_w * len(panels) + tag_w + 0.3, panel_h + 1.4), facecolor="black")
+    fig = Figure(figsize=(panel_w * len(panels) + tag_w + 0.3, panel_h + 1.4), facecolor="black")
+    FigureCanvasAgg(fig)
     grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[panel_w] * len(panels) + [tag_w],
                             left=0.01, right=0.99, top=0.88, bottom=0.09, wspace=0.03)
     inst2d = view.slice(report.instances, index)
@@ -227,4 +227,3 @@ def render_qc(report: Report, path: Path) -> None:
     tags.text(0.04, y0 + height_mm * 0.995, "tag: #id level endplate · type ·\nheight % of vertebra (Udby grade)"
               "\n★ qualifies for the trial rule", color="#aaaaaa", fontsize=8, ha="left", va="bottom")
     fig.savefig(path, dpi=110, facecolor="black")
-    plt.close(fig)
