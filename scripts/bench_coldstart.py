@@ -10,7 +10,10 @@ the median wall time and the median peak RSS of the process, and per analyze var
 the per-round ratios analyze / bare import (paired: each ratio's two runs are neighbours in time,
 so a change of machine load between rounds cancels).  The 1-minute load average is printed before
 and after: absolute times mean something only when it is low.  The demo study is written once into
-``--work`` (``modicseg.synth.demo.make_demo_study``, seed 0) unless it is already there.
+``--work`` (``modicseg.synth.demo.make_demo_study``, seed 0, in a child process) unless it is already
+there.  This process imports nothing heavy: Linux carries a parent's peak RSS into its children's
+``ru_maxrss``, so the children's peaks are only right while this process stays smaller than them
+(about 15 MB).
 """
 
 from __future__ import annotations
@@ -19,13 +22,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,9 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     study = args.work / "demo" / "dicom"
     if not study.is_dir():
-        from modicseg.synth.demo import make_demo_study
-
-        make_demo_study(args.work / "demo", seed=0)
+        subprocess.run([sys.executable, "-c", "import sys; from modicseg.synth.demo import make_demo_study; "
+                        "make_demo_study(sys.argv[1], seed=0)", str(args.work / "demo")], check=True)
     modicseg = str(BIN / "modicseg")
     out = args.work / "out"
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
@@ -83,13 +84,14 @@ def main() -> None:
             rss[name].append(peak)
     load_after = os.getloadavg()
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
-    bare = np.asarray(times["bare import torch, numpy, scipy.ndimage"])
+    bare = times["bare import torch, numpy, scipy.ndimage"]
     result: dict[str, Any] = {
         "rounds": args.rounds, "load_average_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "cpus": os.cpu_count(), "commands": {
-            name: {"median_s": round(float(np.median(v)), 3), "min_s": round(float(np.min(v)), 3),
-                   "median_peak_rss_mb": round(float(np.median(rss[name])), 1),
-                   "median_ratio_to_bare_import": round(float(np.median(np.asarray(v) / bare)), 2)}
+            name: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3),
+                   "median_peak_rss_mb": round(statistics.median(rss[name]), 1),
+                   "median_ratio_to_bare_import": round(statistics.median(a / b for a, b in zip(v, bare, strict=True)),
+                                                        2)}
             for name, v in times.items()},
         "last_runtime": report.get("provenance", {}).get("segmentation", {}).get("runtime"),
     }

@@ -227,3 +227,26 @@ def test_analyze_on_the_cpu_imports_neither_torch_nor_monai(demo_study, tmp_path
     assert "onnxruntime" in heavy
     assert json.loads((tmp_path / "out" / "report.json").read_text())["provenance"]["segmentation"]["runtime"] \
         == "onnxruntime"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+def test_a_second_study_in_one_process_loads_no_model_and_imports_nothing(demo_study, tmp_path) -> None:
+    """What a batch worker does: the model is loaded by the first study only, and the second study
+    (analysis and every output) imports no module the first did not."""
+    code = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from modicseg.analysis.pipeline import analyze\nfrom modicseg.io.study import StudyRequest\n"
+        "from modicseg.model import runtime\nfrom modicseg.report.writers import write_report\n"
+        "def one(out):\n"
+        "    write_report(analyze(StudyRequest(path=Path(sys.argv[1])), device='cpu'), Path(out))\n"
+        "one(sys.argv[2] + '/a')\nbefore, model = set(sys.modules), list(runtime._CACHE.values())\n"
+        "one(sys.argv[2] + '/b')\n"
+        "print(json.dumps({'new': sorted(set(sys.modules) - before), 'models': len(runtime._CACHE),\n"
+        "                  'same': list(runtime._CACHE.values())[0] is model[0]}))\n")
+    done = subprocess.run([sys.executable, "-c", code, str(demo_study), str(tmp_path)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"new": [], "models": 1, "same": True}, found
+    assert (tmp_path / "b" / "labels_seg.dcm").is_file() and (tmp_path / "b" / "qc.png").is_file()

@@ -59,6 +59,7 @@ KEYWORDS = {
 ENCODINGS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 
 _HH = struct.Struct("<HH")
+_SHORT = struct.Struct("<HH2sH")  # group, element, VR, 2-byte length
 _H = struct.Struct("<H")
 _I = struct.Struct("<I")
 
@@ -137,8 +138,17 @@ def _scan_elements(buf: bytes, file_size: int) -> tuple[str, dict[int, tuple[byt
         raise _NeedsPydicomError(f"transfer syntax {syntax}")
     values: dict[int, tuple[bytes, bytes]] = {}
     mosaic = False
-    while pos + 8 <= len(buf):
-        tag, vr, value, length = _element(view, pos)
+    n = len(buf)
+    short, long_length = _SHORT.unpack_from, _I.unpack_from  # the loop below runs ~100-600 times a file
+    while pos + 8 <= n:
+        group, elem, vr, length = short(buf, pos)
+        tag = (group << 16) | elem
+        if vr in LONG_VRS:
+            value, length = pos + 12, long_length(buf, pos + 8)[0]
+        elif vr.isalpha() and vr.isupper():
+            value = pos + 8
+        else:
+            raise _NeedsPydicomError("not explicit VR")
         if tag == PIXEL_DATA:
             if length == UNDEFINED or value + length != file_size:  # encapsulated, or bytes after the pixels
                 raise _NeedsPydicomError("pixel data not the last element")
@@ -150,10 +160,10 @@ def _scan_elements(buf: bytes, file_size: int) -> tuple[str, dict[int, tuple[byt
                 raise _NeedsPydicomError("undefined length")
             pos = _skip_sequence(view, value)
             continue
-        if value + length > len(buf):
+        if value + length > n:
             raise _NeedsMoreBytesError("element runs past the bytes read")
         if tag in KEYWORDS:
-            values[tag] = (vr, bytes(view[value:value + length]))
+            values[tag] = (vr, buf[value:value + length])
         elif tag == MOSAIC_TAG:
             mosaic = True
         pos = value + length

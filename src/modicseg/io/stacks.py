@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.ma  # np.median imports it on its first call: 20 ms inside the first study load otherwise
 
 from modicseg.io.classify import classify_weighting, plane_of
 from modicseg.io.dicom_headers import FrameHeader
