@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned here (a CPU wheel is available locally); the package itself asks for torch>=2.3
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean onnx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
+
+# re-make the shipped model's ONNX export after model.pt changed (tests/test_onnx_runtime.py checks it)
+onnx: $(STAMP)
+	$(PY) scripts/export_onnx.py

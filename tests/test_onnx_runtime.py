@@ -250,3 +250,13 @@ def test_a_second_study_in_one_process_loads_no_model_and_imports_nothing(demo_s
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found == {"new": [], "models": 1, "same": True}, found
     assert (tmp_path / "b" / "labels_seg.dcm").is_file() and (tmp_path / "b" / "qc.png").is_file()
+
+
+def test_without_onnxruntime_the_torch_path_is_chosen() -> None:
+    """onnxruntime is optional at run time: blocked from import, the runtime is torch, with the reason."""
+    code = ("import sys\nsys.modules['onnxruntime'] = None  # import onnxruntime -> ImportError\n"
+            "from modicseg.model.runtime import choose_runtime\n"
+            f"print(choose_runtime(__import__('pathlib').Path({str(SHIPPED)!r}), 'cpu', 'auto'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "('torch', 'onnxruntime is not installed')"
