@@ -161,12 +161,10 @@ def _common_fields(ds: Dataset, path: Path) -> dict[str, Any]:
     )
 
 
-def classic_frame(ds: Dataset, path: Path) -> FrameHeader:
-    """The header record of a single-frame MR image."""
-    common = _common_fields(ds, path)
-    return FrameHeader(
-        frame_index=None,
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+def classic_frame_fields(ds: Any) -> dict[str, Any]:
+    """The per-frame geometry and sequence fields of a single-frame MR image, from its top-level
+    attributes (``ds``: a pydicom Dataset or any mapping of keywords with ``get``)."""
+    return dict(
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
@@ -184,8 +182,13 @@ def classic_frame(ds: Dataset, path: Path) -> FrameHeader:
         sequence_name=_text(ds.get("SequenceName")),
         mr_acquisition_type=_text(ds.get("MRAcquisitionType")) or None,
         temporal_position=_int(ds.get("TemporalPositionIdentifier")),
-        **common,
     )
+
+
+def classic_frame(ds: Dataset, path: Path) -> FrameHeader:
+    """The header record of a single-frame MR image."""
+    return FrameHeader(frame_index=None, sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+                       **classic_frame_fields(ds), **_common_fields(ds, path))
 
 
 def _group_value(groups: list[Dataset | None], seq_keyword: str, keyword: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from modicseg.io.dicom_headers import FrameHeader, _float, _floats, _int, _text, _tokens
+from modicseg.io.dicom_headers import FrameHeader, _float, _int, _text, _tokens, classic_frame_fields
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -240,25 +240,9 @@ def fast_classic_frame(path: Path) -> FrameHeader | None:
         series_description=_text(ds.get("SeriesDescription") or ds.get("ProtocolName") or ""),
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID") or "") if "FrameOfReferenceUID" in ds else None,
         transfer_syntax_uid=syntax, rows=rows, columns=columns,
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        slice_thickness=_float(ds.get("SliceThickness")),
-        spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
-        rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,
-        rescale_intercept=_float(ds.get("RescaleIntercept")) or 0.0,
-        echo_number=_int(ds.get("EchoNumbers")),
-        echo_time=_float(ds.get("EchoTime")),
-        repetition_time=_float(ds.get("RepetitionTime")),
-        inversion_time=_float(ds.get("InversionTime")),
-        flip_angle=_float(ds.get("FlipAngle")),
-        scanning_sequence=_text(ds.get("ScanningSequence")),
-        sequence_variant=_text(ds.get("SequenceVariant")),
-        sequence_name=_text(ds.get("SequenceName")),
-        mr_acquisition_type=_text(ds.get("MRAcquisitionType")) or None,
+        **classic_frame_fields(ds),
         image_type=image_type,
         instance_number=_int(ds.get("InstanceNumber")),
-        temporal_position=_int(ds.get("TemporalPositionIdentifier")),
         samples_per_pixel=1,
         is_mosaic="MOSAIC" in image_type or mosaic,
         magnetic_field_strength=_float(ds.get("MagneticFieldStrength")),

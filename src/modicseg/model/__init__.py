@@ -16,7 +16,7 @@ __all__ = ["ModelConfig", "Segmentation", "Segmenter", "finetune", "load_checkpo
 _LAZY = {
     "ModelConfig": ("modicseg.model.config", "ModelConfig"),
     "Segmenter": ("modicseg.model.inference", "Segmenter"),
-    "Segmentation": ("modicseg.model.inference", "Segmentation"),
+    "Segmentation": ("modicseg.model.segmentation", "Segmentation"),
     "load_checkpoint": ("modicseg.model.checkpoint", "load_checkpoint"),
     "save_checkpoint": ("modicseg.model.checkpoint", "save_checkpoint"),
     "train": ("modicseg.model.train", "train"),

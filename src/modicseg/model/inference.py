@@ -11,7 +11,6 @@ import contextlib
 import functools
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ import numpy as np
 import torch
 
 from modicseg.core.image import LabelImage, ScalarImage
-from modicseg.io.errors import InputError, SelectionError
-from modicseg.io.study import Study, t1_on_t2_grid
+from modicseg.io.errors import InputError
+from modicseg.io.study import Study
 from modicseg.model.checkpoint import Checkpoint, default_checkpoint, load_checkpoint
 from modicseg.model.config import ModelConfig
 from modicseg.model.network import total_stride
-from modicseg.model.postprocess import ColumnSettings, restrict_to_column
-from modicseg.model.preprocess import probabilities_to_labels, to_model_space
+from modicseg.model.segmentation import Segmentation, segment_images
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -103,17 +101,6 @@ def sliding_window_probabilities(model: torch.nn.Module, x: np.ndarray | torch.T
         return torch.softmax(logits[0].float(), dim=0)
 
 
-@dataclass
-class Segmentation:
-    """A segmentation and how it was made."""
-
-    labels: LabelImage
-    contrasts: list[str]
-    typing_possible: bool
-    timings_s: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
 class Segmenter:
     """A loaded model: ``Segmenter.load()`` once, then ``segment(...)`` any number of studies."""
 
@@ -179,44 +166,7 @@ class Segmenter:
     def segment_detailed(self, study: Study | None = None, *, t1: ScalarImage | None = None,
                          t2: ScalarImage | None = None, register: str = "auto") -> Segmentation:
         """Like ``segment`` plus the contrasts used, whether typing is possible and timings."""
-        started = time.perf_counter()
-        notes: list[str] = []
-        if study is not None:
-            if t1 is not None or t2 is not None:
-                raise ValueError("pass a study or images, not both")
-            if study.t1 is not None and study.t2 is not None:
-                t1, t2 = t1_on_t2_grid(study, register=register)
-                notes.extend(study.warnings)
-            else:
-                t1, t2 = study.t1, study.t2
-        if t1 is None and t2 is None:
-            raise SelectionError("no T1 or T2 image to segment")
-        reference = t2 if t2 is not None else t1
-        assert reference is not None
-        if reference.provenance.plane not in (None, "sagittal"):
-            notes.append(f"the reference image is {reference.provenance.plane}, the model expects sagittal slices")
-        images = {"T1": t1, "T2": t2}
-        x, grid = to_model_space(images, self.config, reference=reference)
-        prepared = time.perf_counter()
-        probs = self.predict(x)
-        predicted = time.perf_counter()
-        column = ColumnSettings.from_config(self.config.postprocess)
-        if column is not None:
-            probs, removed = restrict_to_column(probs, np.linalg.norm(grid.affine[:3, :3], axis=0), column)
-            if removed:
-                notes.append(f"{removed} model-grid voxels labelled away from the spinal column were set to background")
-        labels = probabilities_to_labels(probs, grid)
-        labels.provenance = reference.provenance.replace(
-            source_format="derived", series_description="modicseg segmentation", weighting=None,
-            weighting_reason=None, acquisition={})
-        done = time.perf_counter()
-        contrasts = [c for c, img in images.items() if img is not None]
-        if len(contrasts) < 2:
-            notes.append(f"only {contrasts[0]} given: segmentation from one contrast; Modic typing is not possible")
-        return Segmentation(labels=labels, contrasts=contrasts, typing_possible=len(contrasts) == 2,
-                            timings_s={"preprocess_s": prepared - started, "network_s": predicted - prepared,
-                                       "postprocess_s": done - predicted, "total_s": done - started},
-                            notes=notes)
+        return segment_images(self.predict, self.config, study, t1=t1, t2=t2, register=register)
 
     def describe(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint.directory) if self.checkpoint else None,

@@ -15,24 +15,22 @@ probabilities back to the T2 grid are the torch path's (``modicseg.model.preproc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modicseg.core.image import LabelImage, ScalarImage
-from modicseg.io.errors import InputError, SelectionError
+from modicseg.core.image import ScalarImage
+from modicseg.io.errors import InputError
+from modicseg.model.checkpoint import file_sha256
 from modicseg.model.config import ModelConfig
 from modicseg.model.network import total_stride
-from modicseg.model.postprocess import ColumnSettings, restrict_to_column
-from modicseg.model.preprocess import probabilities_to_labels, to_model_space
+from modicseg.model.segmentation import Segmentation, segment_images
 from modicseg.model.sliding_window import sliding_window_logits, softmax
 
 ONNX_FILE = "model.onnx"
@@ -43,15 +41,6 @@ CONFIG = "config.json"
 OPSET = 17
 #: Largest |logit| difference between the export and the torch network (float32) that is accepted.
 MAX_LOGIT_DIFFERENCE = 1e-3
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def window_shape(config: ModelConfig) -> list[int]:
@@ -94,17 +83,6 @@ def _threads() -> int:
     """Intra-op threads: OMP_NUM_THREADS when set (batch workers set it), else every core."""
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
-
-
-@dataclass
-class OnnxSegmentation:
-    """A segmentation and how it was made (``modicseg.model.inference.Segmentation``, without torch)."""
-
-    labels: LabelImage
-    contrasts: list[str]
-    typing_possible: bool
-    timings_s: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 class OnnxSegmenter:
@@ -156,48 +134,10 @@ class OnnxSegmenter:
         return time.perf_counter() - started
 
     def segment_detailed(self, study: Any = None, *, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
-                         register: str = "auto") -> OnnxSegmentation:
+                         register: str = "auto") -> Segmentation:
         """As ``Segmenter.segment_detailed``: labels on the T2 grid, contrasts, notes, timings."""
-        from modicseg.io.study import t1_on_t2_grid
-
-        started = time.perf_counter()
-        notes: list[str] = []
-        if study is not None:
-            if t1 is not None or t2 is not None:
-                raise ValueError("pass a study or images, not both")
-            if study.t1 is not None and study.t2 is not None:
-                t1, t2 = t1_on_t2_grid(study, register=register)
-                notes.extend(study.warnings)
-            else:
-                t1, t2 = study.t1, study.t2
-        if t1 is None and t2 is None:
-            raise SelectionError("no T1 or T2 image to segment")
-        reference = t2 if t2 is not None else t1
-        assert reference is not None
-        if reference.provenance.plane not in (None, "sagittal"):
-            notes.append(f"the reference image is {reference.provenance.plane}, the model expects sagittal slices")
-        images = {"T1": t1, "T2": t2}
-        x, grid = to_model_space(images, self.config, reference=reference)
-        prepared = time.perf_counter()
-        probs = self.predict(x)
-        predicted = time.perf_counter()
-        column = ColumnSettings.from_config(self.config.postprocess)
-        if column is not None:
-            probs, removed = restrict_to_column(probs, np.linalg.norm(grid.affine[:3, :3], axis=0), column)
-            if removed:
-                notes.append(f"{removed} model-grid voxels labelled away from the spinal column were set to background")
-        labels: LabelImage = probabilities_to_labels(probs, grid, backend="numpy")
-        labels.provenance = reference.provenance.replace(
-            source_format="derived", series_description="modicseg segmentation", weighting=None,
-            weighting_reason=None, acquisition={})
-        done = time.perf_counter()
-        contrasts = [c for c, img in images.items() if img is not None]
-        if len(contrasts) < 2:
-            notes.append(f"only {contrasts[0]} given: segmentation from one contrast; Modic typing is not possible")
-        return OnnxSegmentation(labels=labels, contrasts=contrasts, typing_possible=len(contrasts) == 2,
-                            timings_s={"preprocess_s": prepared - started, "network_s": predicted - prepared,
-                                       "postprocess_s": done - predicted, "total_s": done - started},
-                            notes=notes)
+        return segment_images(self.predict, self.config, study, t1=t1, t2=t2, register=register,
+                              label_backend="numpy")
 
     def describe(self) -> dict[str, Any]:
         return {"checkpoint": str(self.directory), "sha256": self.checkpoint_sha256, "device": "cpu",
