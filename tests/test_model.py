@@ -223,6 +223,7 @@ def test_segment_cli_cpu_t2_only(tmp_path, tiny_checkpoint) -> None:
     assert nii.shape == t2.shape and np.allclose(nii.affine, t2.affine)
     info = json.loads((out / "segmentation.json").read_text())
     assert info["contrasts"] == ["T2"] and info["typing_possible"] is False
+    assert info["model"]["runtime"] == "torch"  # a checkpoint without an ONNX export runs on torch
 
 
 def test_cuda_device_without_gpu_is_a_user_error(tiny_checkpoint) -> None:

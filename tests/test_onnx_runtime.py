@@ -229,6 +229,28 @@ def test_analyze_on_the_cpu_imports_neither_torch_nor_monai(demo_study, tmp_path
         == "onnxruntime"
 
 
+def test_segment_on_the_cpu_runs_onnx_and_labels_like_torch(demo_study, tmp_path) -> None:
+    """``modicseg segment`` takes the same runtime as ``analyze``: ONNX Runtime without torch or MONAI,
+    and its labels equal torch float32's (``--precision fp32``) but for float rounding."""
+    if not onnx_status(SHIPPED)[0]:
+        pytest.skip(onnx_status(SHIPPED)[1])
+    import nibabel as nib
+
+    env = {"OMP_NUM_THREADS": "1"}
+    status, heavy, out = _imported_by(["segment", str(demo_study), "-o", str(tmp_path / "onnx"), "--device", "cpu"],
+                                      env=env)
+    assert status == 0, out
+    assert "torch" not in heavy and "monai" not in heavy and "onnxruntime" in heavy, heavy
+    assert json.loads((tmp_path / "onnx" / "segmentation.json").read_text())["model"]["runtime"] == "onnxruntime"
+    status, heavy, out = _imported_by(["segment", str(demo_study), "-o", str(tmp_path / "torch"), "--device", "cpu",
+                                       "--precision", "fp32"], env=env)
+    assert status == 0, out
+    assert json.loads((tmp_path / "torch" / "segmentation.json").read_text())["model"]["runtime"] == "torch"
+    a, b = (nib.load(tmp_path / name / "labels.nii.gz") for name in ("onnx", "torch"))
+    assert np.array_equal(a.affine, b.affine)
+    assert (np.asarray(a.dataobj) != np.asarray(b.dataobj)).mean() < 1e-4
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
 def test_a_second_study_in_one_process_loads_no_model_and_imports_nothing(demo_study, tmp_path) -> None:

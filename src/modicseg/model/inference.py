@@ -172,4 +172,4 @@ class Segmenter:
         return {"checkpoint": str(self.checkpoint.directory) if self.checkpoint else None,
                 "sha256": self.checkpoint_sha256,
                 "device": str(self.device), "autocast": str(self.dtype) if self.dtype else "float32",
-                "version": self.config.version}
+                "runtime": "torch", "version": self.config.version}
