@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep studies and outputs in this folder")
     args = parser.parse_args(argv)
 
-    from modicseg.analysis.pipeline import analyze
     from modicseg.core.convert import save_nifti
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
     from modicseg.synth.case import generate_case
 

@@ -53,8 +53,8 @@ def _named(row: dict) -> str:
 
 
 def dice_sections(model: Path, n_synth: int, seed: int, real: Path | None, device: str, precision: str) -> dict:
+    from modicseg.evaluation.segmentation import evaluate_cases
     from modicseg.model.cases import load_labelled_cases, same_grid_pair
-    from modicseg.model.evaluate import evaluate_cases
     from modicseg.model.inference import Segmenter
     from modicseg.model.synth_adapter import synth_validation_cases
 

@@ -28,8 +28,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
+    from modicseg.evaluation.segmentation import evaluate_cases
     from modicseg.model.cases import load_labelled_cases
-    from modicseg.model.evaluate import evaluate_cases
     from modicseg.model.inference import Segmenter
 
     torch.set_num_threads(2)

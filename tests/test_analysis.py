@@ -15,10 +15,11 @@ from modicseg.analysis.config import AnalysisConfig, EligibilityConfig, GradingC
 from modicseg.analysis.eligibility import assess
 from modicseg.analysis.levels import name_levels, parse_level
 from modicseg.analysis.measures import extent_grade
-from modicseg.analysis.modic_typing import UNCLASSIFIED_CODE, lesion_type
+from modicseg.analysis.modic_typing import lesion_type
 from modicseg.analysis.pipeline import analyze_images
 from modicseg.analysis.vertebrae import find_vertebrae
 from modicseg.core.image import LabelImage, ScalarImage
+from modicseg.core.labels import UNCLASSIFIED_CODE
 from modicseg.io.errors import InputError
 from tests.conftest import REAL_SPINE, REPO
 from tests.test_analysis_phantoms import BACKGROUND, DEFAULT_LESIONS, LEVELS, PhantomLesion, make_phantom
@@ -396,6 +397,7 @@ def test_garbage_label_maps_do_not_break_the_analysis(seed) -> None:
     from scipy import ndimage
 
     from modicseg.report.schema import validate_report
+    from modicseg.report.writers import report_dict
     from tests.dicom_factory import sagittal_affine
 
     rng = np.random.default_rng(seed)
@@ -411,7 +413,7 @@ def test_garbage_label_maps_do_not_break_the_analysis(seed) -> None:
     cfg = AnalysisConfig()
     cfg.vertebrae.min_volume_mm3 = 50.0
     report = analyze_images(image, t1, t2, config=cfg)
-    validate_report(report.to_dict())
+    validate_report(report_dict(report))
 
 
 def test_level_agreement_counts_bodies_named_like_the_reference() -> None:

@@ -25,6 +25,7 @@ from modicseg.io.dicom_write import SeriesSpec, write_mr_series
 from modicseg.io.errors import InputError
 from modicseg.io.study import StudyRequest, open_study
 from modicseg.report.schema import validate_report
+from modicseg.report.writers import report_dict
 from tests.dicom_factory import T1_SERIES, T2_SERIES, canary_study, phantom_image, sagittal_affine
 from tests.test_analysis_phantoms import Phantom, PhantomLesion, make_phantom
 
@@ -272,7 +273,7 @@ def test_stir_bands_come_from_the_configuration(stir_phantom) -> None:
     report = analyze_images(phantom.labels, phantom.t1, stir, config=config)
     assert report.lesion("L2", "superior")[0].type == "unclassified"
     assert report.lesion("L3", "inferior")[0].type == "2"
-    assert report.to_dict()["config"]["typing"]["stir_bands"]["1"] == {"t1": [0.0, 0.8], "stir": [3.0, None]}
+    assert report_dict(report)["config"]["typing"]["stir_bands"]["1"] == {"t1": [0.0, 0.8], "stir": [3.0, None]}
     with pytest.raises(InputError, match=r"typing\.stir_bands\.2\.stir: lower bound"):
         AnalysisConfig.from_dict({"typing": {"stir_bands": {"2": {"t1": [1.2, None], "stir": [1.1, 0.5]}}}})
     with pytest.raises(InputError, match="needs exactly t1 and stir"):

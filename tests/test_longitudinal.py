@@ -14,6 +14,7 @@ from modicseg.analysis.pipeline import analyze_images
 from modicseg.longitudinal.classify import COLUMNS, turned_type2, type1_volume
 from modicseg.longitudinal.pipeline import SubjectMismatchError, compare_timepoints
 from modicseg.longitudinal.timepoint import from_report, load_timepoint
+from modicseg.longitudinal.writers import write_change
 from modicseg.report.writers import write_report
 from tests.test_longitudinal_pairs import (
     BASELINE_PLUGS,
@@ -61,7 +62,7 @@ def test_compare_classifies_every_evolution_and_recovers_the_motion(reports, tmp
     t1_change = s["type1_volume_followup_mm3"] - s["type1_volume_baseline_mm3"]
     assert s["type1_volume_change_mm3"] == pytest.approx(t1_change)
 
-    change.write(tmp_path)
+    write_change(change, tmp_path)
     data = json.loads((tmp_path / "change.json").read_text())
     assert data["schema_version"].startswith("modicseg-change/")
     import jsonschema

@@ -281,7 +281,7 @@ def test_shipped_model_segments_a_synthetic_study() -> None:
     assert dice[1] > 0.8 and dice[2] > 0.7  # a regression guard, far below the measured 0.93 / 0.90
     assert (SHIPPED / "model.pt").stat().st_size < 50 * 2**20
     # the analysis names the network's vertebrae as it names the exact labels' (the benchmark's column)
-    from modicseg.model.evaluate import evaluate_cases
+    from modicseg.evaluation.segmentation import evaluate_cases
 
     _, [found] = evaluate_cases(seg, [case], level_names=True)
     assert found["levels_reference"] >= 7 and found["levels_named_right"] == found["levels_reference"], found
@@ -334,8 +334,8 @@ def test_shipped_model_segments_a_held_out_fat_suppressed_scan(shared_dir) -> No
     """A Dixon water image (fat suppressed, marrow dark) of a held-out volunteer goes in the
     fluid-sensitive channel: the bodies are found and L1-L5 named like the masks (the sacrum is in
     view below L5, unlabelled)."""
+    from modicseg.evaluation.segmentation import evaluate_cases
     from modicseg.model.cases import load_labelled_cases
-    from modicseg.model.evaluate import evaluate_cases
     from modicseg.model.sources import split_cases
 
     folder = shared_dir / "real-spine-dixon"

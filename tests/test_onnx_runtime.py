@@ -133,10 +133,11 @@ def test_onnx_and_torch_give_the_same_analysis_of_the_demo_study(demo_study, tmp
     pytest.importorskip("torch")
     import pydicom
 
-    from modicseg.analysis.pipeline import analyze, analyze_images
+    from modicseg.analysis.pipeline import analyze_images
     from modicseg.io.study import StudyRequest, open_study, t1_on_t2_grid
     from modicseg.model.inference import Segmenter
     from modicseg.model.onnx_backend import OnnxSegmenter
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
 
     study = open_study(StudyRequest(path=demo_study))
@@ -258,7 +259,7 @@ def test_a_second_study_in_one_process_loads_no_model_and_imports_nothing(demo_s
     (analysis and every output) imports no module the first did not."""
     code = (
         "import json, sys\nfrom pathlib import Path\n"
-        "from modicseg.analysis.pipeline import analyze\nfrom modicseg.io.study import StudyRequest\n"
+        "from modicseg.pipeline import analyze\nfrom modicseg.io.study import StudyRequest\n"
         "from modicseg.model import runtime\nfrom modicseg.report.writers import write_report\n"
         "def one(out):\n"
         "    write_report(analyze(StudyRequest(path=Path(sys.argv[1])), device='cpu'), Path(out))\n"

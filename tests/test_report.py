@@ -202,15 +202,17 @@ def test_analyze_without_labels_needs_a_model(run, tmp_path, capsys, monkeypatch
 
 
 def test_python_api_mirrors_the_cli(run, tmp_path) -> None:
-    from modicseg.analysis import Report, analyze
+    import modicseg
+    from modicseg.analysis import Report
+    from modicseg.report.writers import report_dict
 
-    report = analyze(run["study"], labels=run["labels"])
-    assert isinstance(report, Report)
-    data = report.to_dict()
+    report = modicseg.analyze(run["study"], labels=run["labels"])
+    assert isinstance(report, Report) and isinstance(report, modicseg.Report)
+    data = report_dict(report)
     validate_report(data)
     assert [les.type for les in report.lesions] == [les["type"] for les in run["report"]["lesions"]]
     assert isinstance(report.labels, LabelImage) and isinstance(report.t2, ScalarImage)
-    written = report.write(tmp_path / "api")
+    written = modicseg.write_report(report, tmp_path / "api")
     assert {p.name for p in written} == OUTPUT_FILES
     assert all(Path(p).is_file() for p in written)
 

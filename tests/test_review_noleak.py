@@ -51,8 +51,8 @@ def assert_no_leak(folder: Path, extra: list[str] = ()) -> None:
 
 @pytest.fixture(scope="module")
 def canary_package(tmp_path_factory):
-    from modicseg.analysis.pipeline import analyze
     from modicseg.io.study import StudyRequest
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
 
     root = tmp_path_factory.mktemp("canary")

@@ -22,7 +22,7 @@ from modicseg.analysis.modic_typing import lesion_type
 from modicseg.analysis.pipeline import analyze_images
 from modicseg.io.errors import InputError
 from modicseg.report.schema import validate_report
-from modicseg.report.writers import write_report
+from modicseg.report.writers import report_dict, write_report
 from tests.test_analysis_phantoms import MARROW, TYPE_SIGNAL, PhantomLesion, make_phantom
 
 DEPTH_MM = 10.0  # mixed lesions: 10 mm from the endplate (38 % of the 26 mm body)
@@ -133,7 +133,7 @@ def test_extent_of_the_change_leaves_the_cortical_endplate_out(artefacts):
     assert lesion.extent_from_endplate_mm - lesion.extent_of_change_mm == pytest.approx(1.0, abs=0.25)
     assert lesion.craniocaudal_extent_mm == lesion.extent_of_change_mm  # the default definition
     assert lesion.height_fraction == pytest.approx(lesion.extent_of_change_mm / height, abs=0.01)
-    data = report.to_dict()
+    data = report_dict(report)
     assert data["measures"]["extent_definition"] == "change"
     assert data["eligibility"]["criteria"]["extent_definition"] == "change"
     config = AnalysisConfig.from_dict({"grading": {"extent_definition": "endplate"}})
@@ -166,7 +166,7 @@ def test_a_lesion_within_one_voxel_of_ten_percent_is_borderline(near_threshold):
     assert decision.eligible is None and decision.status == "borderline"
     assert decision.borderline_lesions == [l3.id] and decision.qualifying_lesions == []
     assert decision.reasons[0].startswith(f"borderline: review lesion {l3.id} (L3 inferior endplate)")
-    data = report.to_dict()
+    data = report_dict(report)
     assert data["eligibility"]["status"] == "borderline" and data["eligibility"]["borderline_lesions"] == [l3.id]
     validate_report(data)
     # the bare rule (no margin) says yes or no by the measured fraction alone

@@ -1,12 +1,20 @@
 """modicseg: find, type and measure Modic changes on lumbar spine MRI."""
 
-__version__ = "0.1.0"
+from modicseg.core.version import __version__ as __version__
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """Lazy top-level API: ``modicseg.analyze(study) -> Report``."""
-    if name in ("analyze", "Report"):
-        from modicseg import analysis
+    """Lazy top-level API: ``modicseg.analyze(study) -> Report``, ``modicseg.write_report(report, folder)``."""
+    if name == "analyze":
+        from modicseg.pipeline import analyze
 
-        return getattr(analysis, name)
+        return analyze
+    if name == "Report":
+        from modicseg.analysis.result import Report
+
+        return Report
+    if name == "write_report":
+        from modicseg.report.writers import write_report
+
+        return write_report
     raise AttributeError(f"module 'modicseg' has no attribute {name!r}")

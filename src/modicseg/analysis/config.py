@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modicseg.core.labels import MODIC_TYPES
 from modicseg.io.classify import FAT_SUPPRESSED_FLUID
 from modicseg.io.errors import InputError
 
-#: Modic types a band can name.
-MODIC_TYPES = ("1", "2", "3")
 #: Name of the fluid-sensitive ratio in each band set of the configuration file.
 BAND_KEYS = {"bands": "t2", "stir_bands": "stir"}
 

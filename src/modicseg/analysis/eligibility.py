@@ -17,6 +17,7 @@ from typing import Protocol
 
 from modicseg.analysis.config import EligibilityConfig
 from modicseg.analysis.levels import in_levels
+from modicseg.core.labels import ENDPLATES
 
 
 class LesionLike(Protocol):
@@ -79,7 +80,7 @@ def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_poss
         near = is_borderline(lesion, config)
         if not in_levels(lesion.level, config.levels):
             problems.append(f"level {lesion.level or 'unknown'} is outside {levels}")
-        if lesion.endplate not in ("superior", "inferior"):
+        if lesion.endplate not in ENDPLATES:
             problems.append("not at a superior or inferior endplate")
         has_type = wanted in (lesion.primary_type, lesion.secondary_type)
         if typing_possible and lesion.primary_type is not None and not has_type:

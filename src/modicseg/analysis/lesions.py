@@ -15,7 +15,8 @@ from scipy import ndimage
 
 from modicseg.analysis import geometry as geo
 from modicseg.analysis.config import LesionConfig
-from modicseg.analysis.vertebrae import LESION, VertebraSet
+from modicseg.analysis.vertebrae import VertebraSet
+from modicseg.core.labels import LESION
 
 #: Each line's endplate and deep-border positions are averaged with this many neighbouring lines
 #: on each side along u before the extremes are taken (the staircase of a voxelised surface would

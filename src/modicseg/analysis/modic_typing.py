@@ -27,14 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from modicseg.analysis import geometry as geo
-from modicseg.analysis.config import MODIC_TYPES, TypeBand, TypingConfig
+from modicseg.analysis.config import TypeBand, TypingConfig
 from modicseg.analysis.vertebrae import VertebraSet
+from modicseg.core.labels import MIXED_TYPES, MODIC_TYPES, UNCLASSIFIED, UNCLASSIFIED_CODE
 
-#: Code of a lesion voxel that no band claims, in the per-voxel type map.
-UNCLASSIFIED_CODE = 4
 #: Mixed types that exist (primary, secondary).
-MIXED_TYPES = {("1", "2"), ("2", "1"), ("2", "3"), ("3", "2")}
-UNCLASSIFIED = "unclassified"
+MIXED_PAIRS = {tuple(name.split("/")) for name in MIXED_TYPES}
 
 
 @dataclass
@@ -204,7 +202,7 @@ def lesion_type(codes: np.ndarray, config: TypingConfig, ijk: np.ndarray | None 
     fractions = {name: counts[name] / typed for name in MODIC_TYPES}
     ranked = sorted(MODIC_TYPES, key=lambda n: (-counts[n], n))
     primary = ranked[0]
-    candidates = [name for name in ranked[1:] if (primary, name) in MIXED_TYPES and counts[name]]
+    candidates = [name for name in ranked[1:] if (primary, name) in MIXED_PAIRS and counts[name]]
     secondary = None
     if candidates and ijk is not None and affine is not None and axis is not None:
         components = type_components(codes, ijk, affine, axis, config)

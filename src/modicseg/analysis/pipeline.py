@@ -1,4 +1,9 @@
-"""``analyze``: a study (and optionally its label map) in, a :class:`Report` out."""
+"""The analysis stage: a label map with T1/T2 on its grid in, a :class:`Report` out (``analyze_images``).
+
+Also the analysis-side steps of a whole study that ``modicseg.pipeline.analyze`` composes with the
+network: ``prepare_study`` (images on the reference grid), ``load_labels`` (a label map checked and
+put on that grid) and ``analyze_study``.  Nothing here runs the network.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from modicseg import __version__
 from modicseg.analysis import geometry as geo
 from modicseg.analysis.config import AnalysisConfig, VertebraConfig, load_config
 from modicseg.analysis.eligibility import assess, is_borderline
@@ -20,19 +25,20 @@ from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.levels import name_levels, parse_level
 from modicseg.analysis.measures import measure_lesion
 from modicseg.analysis.modic_typing import (
-    UNCLASSIFIED_CODE,
     lesion_type,
     reference_marrow,
     type_lesion_voxels,
     unclassified_type,
 )
 from modicseg.analysis.result import LesionRecord, Report, VertebraRecord
-from modicseg.analysis.vertebrae import BODY, LESION, VertebraSet, find_vertebrae, splitting_discs
+from modicseg.analysis.vertebrae import VertebraSet, find_vertebrae, splitting_discs
 from modicseg.core.convert import from_nibabel
 from modicseg.core.image import LabelImage, ScalarImage
+from modicseg.core.labels import BODY, LABEL_MEANING, LABEL_VALUES, LESION, UNCLASSIFIED_CODE
 from modicseg.core.resample import resample_to
+from modicseg.core.version import __version__
 from modicseg.io.classify import fluid_contrast as fluid_contrast_of
-from modicseg.io.errors import InputError, ModicsegError, SelectionError
+from modicseg.io.errors import InputError, SelectionError
 from modicseg.io.study import (
     Study,
     StudyRequest,
@@ -44,21 +50,15 @@ from modicseg.io.study import (
 
 log = logging.getLogger(__name__)
 
-LABEL_VALUES = (0, 1, 2, 3)
 
-
-class ModelUnavailableError(ModicsegError):
-    """No segmentation model can be run: the user must pass a label map."""
-
-
-def _as_study(study: Study | StudyRequest | str | Path) -> Study:
+def as_study(study: Study | StudyRequest | str | Path) -> Study:
     if isinstance(study, Study):
         return study
     request = study if isinstance(study, StudyRequest) else StudyRequest(path=Path(study))
     return open_study(request, require=())
 
 
-def _as_config(config: AnalysisConfig | str | Path | None) -> AnalysisConfig:
+def as_config(config: AnalysisConfig | str | Path | None) -> AnalysisConfig:
     if isinstance(config, AnalysisConfig):
         return config
     return load_config(config)
@@ -94,12 +94,11 @@ def _read_label_file(path: Path) -> LabelImage:
         raise InputError(f"{path}: cannot read label map voxels ({type(exc).__name__}: {exc})") from None
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
-            raise InputError(f"{path}: label map holds non-finite values (NaN or Inf); expected 0 background, "
-                             "1 vertebral body, 2 disc, 3 lesion")
+            raise InputError(f"{path}: label map holds non-finite values (NaN or Inf); expected {LABEL_MEANING}")
         fractional = array[array != np.rint(array)]
         if fractional.size:
             raise InputError(f"{path}: label map holds non-integer values (e.g. {float(fractional.flat[0]):g}); "
-                             "expected 0 background, 1 vertebral body, 2 disc, 3 lesion")
+                             f"expected {LABEL_MEANING}")
     return from_nibabel(nii, kind=LabelImage)  # type: ignore[return-value]
 
 
@@ -123,7 +122,10 @@ def _labelled_share_inside(labels: LabelImage, grid: ScalarImage) -> tuple[float
     return float(inside.mean()), distance
 
 
-def _load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list[str]) -> LabelImage:
+def load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list[str]) -> LabelImage:
+    """A label map (LabelImage or NIfTI path) checked and put on ``grid`` (resampled, nearest neighbour, with a
+    note appended to ``notes``); InputError naming the file for values other than 0-3, an empty file, or a map
+    that does not cover the image."""
     given = not isinstance(labels, LabelImage)
     where = f"{Path(labels)}" if given else "label map"  # type: ignore[arg-type]
     if given:
@@ -131,12 +133,10 @@ def _load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list
     assert isinstance(labels, LabelImage)
     values = np.unique(labels.array)
     if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
-        raise InputError(f"{where}: label map holds non-finite values (NaN or Inf); expected 0 background, "
-                         "1 vertebral body, 2 disc, 3 lesion")
+        raise InputError(f"{where}: label map holds non-finite values (NaN or Inf); expected {LABEL_MEANING}")
     unexpected = np.setdiff1d(values, LABEL_VALUES)
     if unexpected.size:
-        raise InputError(f"{where}: label map has values {unexpected.tolist()[:5]}; expected 0 background, "
-                         "1 vertebral body, 2 disc, 3 lesion")
+        raise InputError(f"{where}: label map has values {unexpected.tolist()[:5]}; expected {LABEL_MEANING}")
     if given and values.max(initial=0) == 0:
         raise InputError(f"{where}: label map is empty (no labelled voxel): nothing to analyse")
     if given and not labels.same_grid(grid):
@@ -153,32 +153,6 @@ def _load_labels(labels: LabelImage | str | Path, grid: ScalarImage, notes: list
         labels = resample_to(labels, grid)
     return LabelImage(labels.array.astype(np.uint8), grid.affine.copy(), grid.provenance.replace(
         source_format="derived", series_description="modicseg labels"))
-
-
-def _run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Path | None,
-                 device: str) -> tuple[LabelImage, dict[str, Any], list[str]]:
-    """Segment with the model stage's segmenter (ONNX Runtime on CPU when the checkpoint has a current
-    export, else torch; loaded once per process); ModelUnavailableError when there is no model."""
-    try:
-        from modicseg.model.runtime import load_segmenter
-    except ImportError as exc:
-        if exc.name is None or exc.name.startswith("modicseg.model"):
-            raise ModelUnavailableError("no segmentation model available; pass --labels FILE "
-                                        "(a label map: 0 background, 1 body, 2 disc, 3 lesion)") from None
-        raise
-
-    try:
-        segmenter = load_segmenter(model, device=device)
-    except InputError as exc:
-        if model is not None:
-            raise
-        raise ModelUnavailableError(f"{exc}; or pass --labels FILE to analyse a label map") from None
-    result = segmenter.segment_detailed(t1=t1, t2=t2)
-    info = {"source": "network", "checkpoint_sha256": segmenter.checkpoint_sha256,
-            "model_version": str(segmenter.config.version), "device": str(segmenter.device),
-            "runtime": segmenter.runtime,
-            "timings_s": {k: round(float(v), 3) for k, v in result.timings_s.items()}}
-    return result.labels, info, list(result.notes)
 
 
 def _series_summary(image: ScalarImage | None) -> dict[str, Any] | None:
@@ -213,25 +187,23 @@ def _reference_stack(study: Study, role: str) -> Any:
     return next((s for s in study.scan.stacks if s.role == role), None)
 
 
-def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str | Path | None = None,
-            config: AnalysisConfig | str | Path | None = None, lowest_level: str | None = None,
-            model: str | Path | None = None, register: str = "auto", device: str = "auto",
-            lumbar_count: int | None = None) -> Report:
-    """Analyse a study: segmentation (or the given label map), levels, lesions, types, measures.
+@dataclass
+class PreparedStudy:
+    """A study's T1 and T2 on the reference grid (the T2's, else the T1's), ready for a label map."""
 
-    ``study``: a :class:`~modicseg.io.study.Study`, a :class:`~modicseg.io.study.StudyRequest`, or
-    a DICOM / BIDS-like NIfTI folder.  Its fluid-sensitive image is a T2, or a STIR / fat-suppressed
-    T2 when there is no T2: lesions are then typed with ``typing.stir_bands``.  ``labels``: a label
-    map (LabelImage or NIfTI path; 0 background, 1 body, 2 disc, 3 lesion) to analyse instead of
-    running the network.
-    ``lowest_level``: name of the lowest vertebra in view (default from the config: S1).
-    ``lumbar_count``: 4, 5 or 6 lumbar vertebrae when counting up from S1 (default from the config: 5).
-    ``model``: a checkpoint folder for the network (default: the shipped model); ``device``:
-    "auto", "cpu" or "cuda".
-    """
-    started = time.perf_counter()
-    cfg = _as_config(config)
-    opened = _as_study(study)
+    study: Study
+    t1: ScalarImage | None
+    t2: ScalarImage | None
+    grid: ScalarImage
+    reference_role: str  # "t2" or "t1"
+    notes: list[str] = field(default_factory=list)  # the study's warnings, then what later steps add
+
+
+def prepare_study(study: Study | StudyRequest | str | Path, register: str = "auto") -> PreparedStudy:
+    """Open ``study`` (a :class:`~modicseg.io.study.Study`, a :class:`~modicseg.io.study.StudyRequest`, or
+    a DICOM / BIDS-like NIfTI folder) and put its T1 on its T2's grid (``register``: see
+    :func:`~modicseg.io.study.t1_on_t2_grid`)."""
+    opened = as_study(study)
     if opened.t1 is None and opened.t2 is None:
         if opened.scan is not None:
             raise no_image_error(opened.scan)
@@ -244,28 +216,26 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
         t1, t2 = opened.t1, opened.t2
         grid = t2 if t2 is not None else t1  # type: ignore[assignment]
     reference_role = "t2" if t2 is not None else "t1"
-    loaded = time.perf_counter()
-    if labels is not None:
-        label_image = _load_labels(labels, grid, notes)
-        segmentation = {"source": "labels given", "checkpoint_sha256": None}
-    else:
-        label_image, segmentation, model_notes = _run_network(t1, t2, model, device)
-        notes.extend(n for n in model_notes if n not in notes)
-        label_image = _load_labels(label_image, grid, notes)
-    segmented = time.perf_counter()
+    return PreparedStudy(opened, t1, t2, grid, reference_role, notes)
+
+
+def analyze_study(prepared: PreparedStudy, label_image: LabelImage, segmentation: dict[str, Any],
+                  config: AnalysisConfig, lowest_level: str | None = None,
+                  lumbar_count: int | None = None) -> Report:
+    """Analyse a prepared study's label map (already on its grid, see :func:`load_labels`); ``segmentation``
+    says where the labels came from (``provenance.segmentation`` of the report)."""
+    opened = prepared.study
     provenance = {
         "tool": "modicseg", "version": __version__, "segmentation": segmentation,
-        "source_format": opened.source, "reference_grid": reference_role,
+        "source_format": opened.source, "reference_grid": prepared.reference_role,
         "series": {"t1": _series_summary(opened.t1), "t2": _series_summary(opened.t2)},
         "series_choice": {role: reason for role, reason in opened.choice.items() if reason},
         "refused_series": _refused_series(opened),
         "t1_resampled_onto_t2": bool(opened.t1 is not None and opened.t2 is not None),
     }
-    report = analyze_images(label_image, t1=t1, t2=t2, config=cfg, lowest_level=lowest_level,
-                            provenance=provenance, notes=notes, lumbar_count=lumbar_count)
-    report.reference_stack = _reference_stack(opened, reference_role)
-    report.timings_s.update({"load_s": loaded - started, "segment_s": segmented - loaded,
-                             "total_s": time.perf_counter() - started})
+    report = analyze_images(label_image, t1=prepared.t1, t2=prepared.t2, config=config, lowest_level=lowest_level,
+                            provenance=provenance, notes=prepared.notes, lumbar_count=lumbar_count)
+    report.reference_stack = _reference_stack(opened, prepared.reference_role)
     return report
 
 

@@ -1,10 +1,11 @@
-"""The result of ``analyze``: per-vertebra and per-lesion records, eligibility, images, provenance."""
+"""The result of the analysis: per-vertebra and per-lesion records, eligibility, images, provenance.
+
+A plain data object: turning it into report.json and files is the report stage's job (``modicseg.report.writers``).
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,8 @@ class LesionRecord:
 
 @dataclass
 class Report:
-    """Everything ``modicseg analyze`` reports; ``write(folder)`` writes the files."""
+    """Everything ``modicseg analyze`` reports (``report.writers``: ``report_dict(report)`` is report.json,
+    ``write_report(report, folder)`` writes the files)."""
 
     vertebrae: list[VertebraRecord]
     lesions: list[LesionRecord]
@@ -86,57 +88,3 @@ class Report:
     def lesion(self, level: str, endplate: str) -> list[LesionRecord]:
         """Lesions at one level and endplate."""
         return [les for les in self.lesions if les.level == level and les.endplate == endplate]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The content of report.json (see docs/report.md)."""
-        from modicseg.analysis.config import EXTENT_DEFINITIONS
-        from modicseg.report.schema import SCHEMA_VERSION
-
-        definition = self.config.grading.extent_definition
-        return _clean({
-            "schema_version": SCHEMA_VERSION,
-            "provenance": self.provenance,
-            "typing": self.typing,
-            "measures": {"extent_definition": definition, "extent": EXTENT_DEFINITIONS[definition],
-                         "height_fraction": "craniocaudal_extent_mm / the vertebral body's height along its axis",
-                         "height_fraction_uncertainty": "one voxel along the vertebra's axis / its height"},
-            "vertebrae": [vars(v) for v in self.vertebrae],
-            "lesions": [vars(les) for les in self.lesions],
-            "eligibility": {"eligible": self.eligibility.eligible, "status": self.eligibility.status,
-                            "reasons": self.eligibility.reasons,
-                            "qualifying_lesions": self.eligibility.qualifying_lesions,
-                            "borderline_lesions": self.eligibility.borderline_lesions,
-                            "criteria": {"levels": list(self.config.eligibility.levels),
-                                         "endplates": ["superior", "inferior"],
-                                         "type": f"primary or secondary type {self.config.eligibility.required_type}",
-                                         "min_height_fraction": self.config.eligibility.min_height_fraction,
-                                         "extent_definition": definition,
-                                         "borderline_voxels": self.config.eligibility.borderline_voxels}},
-            "outputs": {"labels_seg": self.dicom_seg},
-            "config": self.config.to_dict(),
-            "warnings": self.warnings,
-        })
-
-    def write(self, folder: str | Path) -> list[Path]:
-        """Write report.json, CSVs, NIfTI label/type maps, DICOM SEG and qc.png, all or nothing."""
-        from modicseg.report.writers import write_report
-
-        return write_report(self, Path(folder))
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays to Python, floats rounded, NaN to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return None if not math.isfinite(value) else round(value, 4)
-    return value

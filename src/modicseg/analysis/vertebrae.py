@@ -17,9 +17,7 @@ from scipy import ndimage
 
 from modicseg.analysis import geometry as geo
 from modicseg.analysis.config import VertebraConfig
-
-BODY, DISC, LESION = 1, 2, 3
-BODY_VALUES = (BODY, LESION)
+from modicseg.core.labels import BODY_VALUES, DISC
 
 #: Gaussian smoothing (mm) of a body mask before its chords are measured (in-plane axes only).
 CHORD_SMOOTHING_MM = 0.0

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from modicseg import __version__
+from modicseg.core.version import __version__
 
 CHUNK = 1 << 20
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from modicseg import __version__
 from modicseg.batch.manifest import StudyEntry
 from modicseg.batch.store import ResultStore
+from modicseg.core.version import __version__
 from modicseg.io.errors import ModicsegError
 
 JobFn = Callable[[Any, Path], dict[str, Any]]
@@ -155,8 +155,8 @@ def execute(job: StudyJob | CompareJob, fn: JobFn) -> JobOutcome:
 
 def analyze_study(job: StudyJob, out: Path) -> dict[str, Any]:
     """``analyze`` one study and write its report into ``out``."""
-    from modicseg.analysis import analyze
     from modicseg.io.study import StudyRequest
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
 
     entry = job.entry
@@ -216,6 +216,7 @@ def compare_subject(job: CompareJob, out: Path) -> dict[str, Any]:
     """Compare two finished analyses of one subject and write change.json/csv (+ qc.png)."""
     from modicseg.longitudinal.pipeline import Side, check_identity, compare_timepoints
     from modicseg.longitudinal.timepoint import load_timepoint
+    from modicseg.longitudinal.writers import write_change
 
     sides = (Side(None, study=job.baseline.path), Side(None, study=job.followup.path))
     same = check_identity(*sides)
@@ -225,7 +226,7 @@ def compare_subject(job: CompareJob, out: Path) -> dict[str, Any]:
         if tp.t2 is None:
             tp.t2 = _reference(entry, tp.labels)
     change = compare_timepoints(baseline, followup, same, job.subject, refine=job.options.refine_registration)
-    change.write(out, figure=job.options.figures)
+    write_change(change, out, figure=job.options.figures)
     return {"baseline_timepoint": job.baseline.timepoint, "followup_timepoint": job.followup.timepoint,
             **{k: change.summary[k] for k in ("baseline_lesions", "followup_lesions", "type_change", "regressed",
                                               "new", "type1_to_type2")},

@@ -14,7 +14,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from modicseg import __version__
+from modicseg.core.version import __version__
 from modicseg.io.errors import ModicsegError
 
 #: Exit status of an unexpected failure (a bug, not a refused input): sysexits.h EX_SOFTWARE.

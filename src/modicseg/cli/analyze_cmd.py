@@ -62,7 +62,7 @@ def summary(report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modicseg.analysis.pipeline import analyze
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
 
     report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,

@@ -37,8 +37,8 @@ def _truth_lines(truth: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modicseg.analysis.pipeline import analyze
     from modicseg.io.study import StudyRequest
+    from modicseg.pipeline import analyze
     from modicseg.report.writers import write_report
     from modicseg.synth.demo import make_demo_study
 

@@ -35,8 +35,9 @@ from scipy import ndimage
 
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LabelImage, ScalarImage
+from modicseg.core.labels import BODY, LESION, MODIC_TYPES
 from modicseg.core.resample import resample_to
-from modicseg.evaluation.independent_painter import MODIC_TYPES, PaintedVolume, paint_lesions
+from modicseg.evaluation.independent_painter import PaintedVolume, paint_lesions
 from modicseg.model.cases import LabelledCase, load_labelled_cases, same_grid_pair
 from modicseg.model.metrics import dice
 
@@ -120,17 +121,17 @@ def paint_case(case: LabelledCase, base_seed: int, levels: Sequence[str] | None 
     painted = paint_lesions(images, instance_map(case), case.info.get("level_names"), count=count,
                             seed=case_seed(case.name, base_seed), types=types, levels=levels)
     labels = np.asarray(case.labels.array).copy()
-    labels[painted.truth] = 3
+    labels[painted.truth] = LESION
     t1 = painted.images.get("T1")
     t2 = next((painted.images[k] for k in ("T2", "FS") if k in painted.images), None)
     out = LabelledCase(case.name, t1, t2, LabelImage(labels, case.labels.affine.copy(), case.labels.provenance),
-                       (1, 3), dict(case.info))
+                       (BODY, LESION), dict(case.info))
     return out, painted
 
 
 def lesion_parts(predicted: np.ndarray, voxel_mm3: float, min_mm3: float = PART_MM3) -> int:
     """26-connected parts of the network's lesion class of at least ``min_mm3``."""
-    components, n = ndimage.label(predicted == 3, structure=np.ones((3, 3, 3), dtype=bool))
+    components, n = ndimage.label(predicted == LESION, structure=np.ones((3, 3, 3), dtype=bool))
     if not n:
         return 0
     sizes = np.bincount(components.ravel())[1:] * voxel_mm3
@@ -211,7 +212,7 @@ def score_painted(predicted: np.ndarray, report: Any, painted: PaintedVolume, vo
     touching = {p for (_, p) in overlaps}
     false = [les for les in report.lesions if les.volume_mm3 >= FALSE_LESION_MM3 and les.id not in touching]
     return {"painted": len(painted.lesions), "found": sum(r["found"] for r in rows),
-            "dice_lesion_network": _nan_none(dice(predicted == 3, painted.truth)),
+            "dice_lesion_network": _nan_none(dice(predicted == LESION, painted.truth)),
             "dice_lesion_analysis": _nan_none(dice(predicted_lesions > 0, painted.truth)),
             "false_lesions_100mm3": len(false), "false_lesion_list": [_lesion_line(les) for les in false],
             "lesion_parts_20mm3": lesion_parts(predicted, voxel_mm3), "lesions": rows}
@@ -267,7 +268,7 @@ def evaluate_model(segmenter: Any, sets: Mapping[str, Sequence[LabelledCase]], h
                    seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every measure of the benchmark for one loaded segmenter (see the module docstring)."""
     from modicseg.analysis.pipeline import analyze_images
-    from modicseg.model.evaluate import evaluate_cases
+    from modicseg.evaluation.segmentation import evaluate_cases
 
     healthy = set(healthy)
     started = time.perf_counter()

@@ -49,8 +49,8 @@ from scipy import ndimage
 from scipy.special import expit
 
 from modicseg.core.image import ScalarImage
+from modicseg.core.labels import ENDPLATES, MODIC_TYPES
 
-MODIC_TYPES = ("1", "2", "3")
 #: contrast names accepted as image keys -> ratio band column (FS: fat-suppressed, fluid-sensitive)
 CONTRAST_KIND = {"T1": "T1", "T1W": "T1", "T2": "T2", "T2W": "T2", "STIR": "FS", "TIRM": "FS", "FS": "FS",
                  "DIXON": "FS", "WATER": "FS", "FAT-SUPPRESSED": "FS"}
@@ -60,7 +60,6 @@ RATIO_BANDS: dict[str, dict[str, tuple[float, float]]] = {
     "2": {"T1": (1.3, 1.8), "T2": (1.05, 1.4), "FS": (0.4, 0.8)},
     "3": {"T1": (0.4, 0.7), "T2": (0.4, 0.7), "FS": (0.5, 0.8)},
 }
-ENDPLATES = ("superior", "inferior")
 
 
 def contrast_kind(name: str) -> str:

@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from modicseg import __version__
 from modicseg.core.convert import _json_default, save_nifti
 from modicseg.core.image import Image
+from modicseg.core.version import __version__
 
 
 def safe_name(text: str, limit: int = 48) -> str:

@@ -1,18 +1,15 @@
-"""The comparison result: rows per lesion, the subject summary, registration, and its files."""
+"""The comparison result: rows per lesion, the subject summary, registration (``writers.write_change``
+writes its files)."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from modicseg import __version__
-from modicseg.longitudinal.classify import COLUMNS
+from modicseg.core.version import __version__
 from modicseg.longitudinal.registration import Registration
 from modicseg.longitudinal.timepoint import Timepoint
-from modicseg.report.writers import write_csv
 
 SCHEMA_VERSION = "modicseg-change/1"
 CHANGE_JSON, CHANGE_CSV, QC_PNG = "change.json", "change.csv", "qc.png"
@@ -54,24 +51,6 @@ class ChangeReport:
             },
             "warnings": self.warnings,
         })
-
-    def write(self, folder: str | Path, figure: bool = True) -> list[Path]:
-        """Write change.json, change.csv and (optionally) qc.png into an existing folder."""
-        folder = Path(folder)
-        from modicseg.report.schema import validate_change, validating
-
-        written = [folder / CHANGE_JSON, folder / CHANGE_CSV]
-        data = self.to_dict()
-        if validating():
-            validate_change(data)
-        written[0].write_text(json.dumps(data, indent=2) + "\n")
-        write_csv(written[1], COLUMNS, self.rows)
-        if figure:
-            from modicseg.longitudinal.qc import qc_figure
-
-            qc_figure(self, folder / QC_PNG)
-            written.append(folder / QC_PNG)
-        return written
 
 
 def _timepoint_summary(tp: Timepoint) -> dict[str, Any]:

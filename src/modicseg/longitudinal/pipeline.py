@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from modicseg.analysis.levels import ALL_LEVELS
 from modicseg.core.image import LabelImage, ScalarImage
+from modicseg.core.labels import ALL_LEVELS
 from modicseg.io.errors import InputError, ModicsegError
 from modicseg.longitudinal.change import ChangeReport
 from modicseg.longitudinal.classify import change_row, summarise
@@ -18,6 +18,7 @@ from modicseg.longitudinal.identity import same_patient
 from modicseg.longitudinal.matching import match_lesions
 from modicseg.longitudinal.registration import register_followup
 from modicseg.longitudinal.timepoint import Timepoint, from_report, is_analysis_folder, load_timepoint
+from modicseg.longitudinal.writers import write_change
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def resolve(side: Side, config: Any = None, model: Any = None) -> tuple[Timepoin
         return tp, None
     if not path.exists():
         raise InputError(f"{path}: no such study or analysis folder")
-    from modicseg.analysis import analyze
+    from modicseg.pipeline import analyze
 
     report = analyze(path, labels=side.labels, config=config, model=model)
     return from_report(report, path), report
@@ -147,4 +148,4 @@ def write_comparison(change: ChangeReport, analysed: dict[str, Any], folder: Pat
 
     for name, report in analysed.items():
         write_report(report, folder / name, qc=figure)
-    change.write(folder, figure=figure)
+    write_change(change, folder, figure=figure)

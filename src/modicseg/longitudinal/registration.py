@@ -22,11 +22,11 @@ from scipy import ndimage
 
 from modicseg.core.convert import to_sitk
 from modicseg.core.image import LabelImage, ScalarImage
+from modicseg.core.labels import BODY_VALUES, STRUCTURE_VALUES
 from modicseg.core.resample import resample_to
 from modicseg.longitudinal.timepoint import Timepoint
 
 _D = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
-BODY_VALUES = (1, 3)
 
 
 @dataclass
@@ -226,7 +226,7 @@ def refine(baseline: Timepoint, followup: Timepoint, initial: sitk.Euler3DTransf
     else:
         fixed, moving = _smoothed_bodies(baseline.labels), _smoothed_bodies(followup.labels)
         kind = "mean squares on body masks"
-    region = np.isin(baseline.labels.array, (1, 2, 3))
+    region = np.isin(baseline.labels.array, STRUCTURE_VALUES)
     mask = _shrink(to_sitk(baseline.labels.with_array(region.astype(np.uint8))), mask=True)
     radius = [max(1, int(round(MARGIN_MM / sp))) for sp in mask.GetSpacing()]
     mask = sitk.BinaryDilate(mask, radius, sitk.sitkBall)

@@ -18,6 +18,7 @@ import numpy as np
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.io.errors import InputError
+from modicseg.report.writers import report_dict
 
 REPORT_FILE = "report.json"
 LABELS_FILE = "labels.nii.gz"
@@ -60,7 +61,7 @@ class Timepoint:
 def from_report(report: Any, study_path: Path | None = None) -> Timepoint:
     """A time point from an in-memory analysis Report."""
     reference = report.t2 if report.t2 is not None else report.t1
-    return Timepoint(report=report.to_dict(), labels=report.labels, lesion_map=np.asarray(report.lesion_map),
+    return Timepoint(report=report_dict(report), labels=report.labels, lesion_map=np.asarray(report.lesion_map),
                      instances=np.asarray(report.instances), types=report.types, t2=reference,
                      source="analysed", study_path=study_path)
 

@@ -4,7 +4,8 @@ lesions (3) on sagittal lumbar MRI (see docs/model.md).
 Modules: ``config`` (the model config travelling with checkpoints), ``network``, ``preprocess``
 (model space and back), ``losses`` (partial-label Dice + CE), ``data`` (synthetic stream,
 augmentation), ``cases`` (annotated data layouts), ``train``, ``finetune``, ``inference``
-(``Segmenter``), ``checkpoint``, ``evaluate``, ``metrics``.
+(``Segmenter``), ``checkpoint``, ``validation`` (Dice on annotated cases), ``metrics``. Scoring with the
+analysis (level names) is ``modicseg.evaluation.segmentation``: this stage never imports ``analysis``.
 """
 
 from __future__ import annotations

@@ -35,13 +35,14 @@ import numpy as np
 
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LPS_TO_RAS, LabelImage, ScalarImage
+from modicseg.core.labels import BACKGROUND, BODY, CLASS_NAMES, DISC, LESION, STRUCTURE_VALUES
 from modicseg.core.resample import resample_to
 from modicseg.io.errors import InputError
 from modicseg.io.nifti_input import load_nifti_image
 
-ALL_CLASSES = (1, 2, 3)
+ALL_CLASSES = STRUCTURE_VALUES
 IGNORE_LABEL = 255  # training labels: voxels the loss ignores (unlabelled levels of bodies-only masks)
-SEGMENT_NAME_CLASSES = {"vertebra": 1, "body": 1, "disc": 2, "modic": 3, "lesion": 3}
+SEGMENT_NAME_CLASSES = {"vertebra": BODY, "body": BODY, "disc": DISC, "modic": LESION, "lesion": LESION}
 SEQUENCE_CHANNEL = {"T1": "T1", "T2": "T2", "TIRM": "T2", "STIR": "T2", "DIXON_WATER": "T2"}
 #: weighting recorded in the image's provenance (io.classify's names: fat-suppressed fluid images)
 SEQUENCE_WEIGHTING = {"TIRM": "STIR", "STIR": "STIR", "DIXON_WATER": "T2FS"}
@@ -92,7 +93,7 @@ def _finish(name: str, t1: ScalarImage | None, t2: ScalarImage | None, labels: L
     if labels.shape != reference.shape or not np.allclose(labels.affine, reference.affine, atol=1e-3):
         labels = resample_to(labels, reference)
     mapped = map_labels(np.asarray(labels.array), label_map)
-    unknown = set(np.unique(mapped).tolist()) - {0, *ALL_CLASSES}
+    unknown = set(np.unique(mapped).tolist()) - {BACKGROUND, *ALL_CLASSES}
     if unknown:
         raise InputError(f"case {name}: label values {sorted(unknown)} are not model classes; give a label_map")
     ann = tuple(sorted(int(c) for c in annotated)) if annotated is not None else ALL_CLASSES
@@ -181,7 +182,7 @@ def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]
     ext = dataset.get("file_ending", ".nii.gz")
     label_names = dataset.get("labels", {})
     default_map: dict[str, int] = {}
-    ours = {"background": 0, "vertebral_body": 1, "vertebra": 1, "disc": 2, "modic_lesion": 3, "lesion": 3}
+    ours = {**{name: value for value, name in CLASS_NAMES.items()}, "vertebra": BODY, "lesion": LESION}
     for name, value in label_names.items():
         if isinstance(value, int) and name.lower() in ours:
             default_map[str(value)] = ours[name.lower()]

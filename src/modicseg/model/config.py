@@ -9,18 +9,47 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modicseg.core.labels import CLASS_NAMES, NESTED
+
 CONFIG_FORMAT = "modicseg-model-config/1"
 
 #: Output classes of the network (value -> name).
-DEFAULT_LABELS: dict[int, str] = {0: "background", 1: "vertebral_body", 2: "disc", 3: "modic_lesion"}
+DEFAULT_LABELS: dict[int, str] = dict(CLASS_NAMES)
 
 #: A class that lies inside another one's region (lesion inside the vertebral body). Used by the
 #: partial-label loss: where only the parent is annotated, the child class is also allowed.
-DEFAULT_NESTED: dict[int, int] = {3: 1}
+DEFAULT_NESTED: dict[int, int] = dict(NESTED)
+
+
+def plan_anisotropic(spacing_mm: Sequence[float], patch_size: Sequence[int],
+                     n_levels: int) -> tuple[list[list[int]], list[list[int]]]:
+    """nnU-Net-style kernels and strides for ``n_levels`` resolution levels.
+
+    An axis whose current spacing is at least twice the finest one gets kernel 1 and stride 1
+    (the thick sagittal slice axis keeps its native resolution) until downsampling of the other
+    axes evens the spacings out. An axis stops being downsampled when its feature map would drop
+    below 4 voxels. For (4, 1, 1) mm: kernels (1,3,3), (1,3,3), then (3,3,3); strides (1,2,2),
+    (1,2,2), then (2,2,2).
+    """
+    spacing = [float(s) for s in spacing_mm]
+    size = [int(s) for s in patch_size]
+    kernels: list[list[int]] = []
+    strides: list[list[int]] = [[1, 1, 1]]
+    for level in range(n_levels):
+        finest = min(spacing)
+        kernels.append([3 if s < 2 * finest else 1 for s in spacing])
+        if level == n_levels - 1:
+            break
+        stride = [2 if (s < 2 * finest and sz >= 8) else 1 for s, sz in zip(spacing, size, strict=True)]
+        strides.append(stride)
+        spacing = [s * st for s, st in zip(spacing, stride, strict=True)]
+        size = [sz // st for sz, st in zip(size, stride, strict=True)]
+    return kernels, strides
 
 
 @dataclass
@@ -38,8 +67,6 @@ class NetworkConfig:
         """A copy with kernels/strides filled by the anisotropy rule when they are empty."""
         if self.kernel_size and self.strides:
             return self
-        from modicseg.model.network import plan_anisotropic
-
         kernels, strides = plan_anisotropic(spacing_mm, patch_size, len(self.filters))
         return dataclasses.replace(self, kernel_size=kernels, strides=strides)
 

@@ -18,6 +18,7 @@ from monai.transforms import (
     RandScaleIntensity,
 )
 
+from modicseg.core.labels import BODY
 from modicseg.model.cases import ALL_CLASSES, IGNORE_LABEL, LabelledCase
 from modicseg.model.config import ModelConfig
 from modicseg.model.losses import group_matrix
@@ -74,7 +75,7 @@ def ignore_unlabelled_levels(labels: np.ndarray, above: bool = True, below: bool
     to ``IGNORE_LABEL`` (model axis 2 = inferior -> superior): bodies-only masks that stop at L1
     or L5 while T12 or the sacrum is in view say nothing about the voxels there."""
     out = np.array(labels, copy=True)
-    z = np.nonzero(np.any(out == 1, axis=(0, 1)))[0]
+    z = np.nonzero(np.any(out == BODY, axis=(0, 1)))[0]
     if z.size == 0:
         return out
     if above:

@@ -21,10 +21,10 @@ from modicseg.io.errors import InputError
 from modicseg.model.cases import LabelledCase, load_labelled_cases
 from modicseg.model.checkpoint import bundle_metadata, file_sha256, load_checkpoint, save_checkpoint
 from modicseg.model.data import VolumeFn
-from modicseg.model.evaluate import evaluate_cases
 from modicseg.model.inference import Segmenter
 from modicseg.model.train import TrainResult, train, validation_sets
 from modicseg.model.train_config import DEFAULTS, deep_merge
+from modicseg.model.validation import validate_cases
 
 FINETUNE_DEFAULTS: dict[str, Any] = deep_merge(DEFAULTS, {
     "run_dir": "runs/finetune",
@@ -82,7 +82,7 @@ def _evaluate(checkpoint: Path, sets: Mapping[str, Sequence[LabelledCase]], devi
     summary: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for name, cases in sets.items():
-        s, r = evaluate_cases(segmenter, cases, contrasts)
+        s, r = validate_cases(segmenter, cases, contrasts)
         summary.update({f"{name}_{k}": v for k, v in s.items()})
         rows.extend({"set": name, **row} for row in r)
     return summary, rows

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from modicseg.model.config import ModelConfig
+# plan_anisotropic lives with the config that uses it (``NetworkConfig.planned``); re-exported here
+from modicseg.model.config import ModelConfig, plan_anisotropic
+
+__all__ = ["build_network", "count_parameters", "plan_anisotropic", "total_stride"]
 
 if TYPE_CHECKING:
     import torch
-
-
-def plan_anisotropic(spacing_mm: Sequence[float], patch_size: Sequence[int],
-                     n_levels: int) -> tuple[list[list[int]], list[list[int]]]:
-    """nnU-Net-style kernels and strides for ``n_levels`` resolution levels.
-
-    An axis whose current spacing is at least twice the finest one gets kernel 1 and stride 1
-    (the thick sagittal slice axis keeps its native resolution) until downsampling of the other
-    axes evens the spacings out. An axis stops being downsampled when its feature map would drop
-    below 4 voxels. For (4, 1, 1) mm: kernels (1,3,3), (1,3,3), then (3,3,3); strides (1,2,2),
-    (1,2,2), then (2,2,2).
-    """
-    spacing = [float(s) for s in spacing_mm]
-    size = [int(s) for s in patch_size]
-    kernels: list[list[int]] = []
-    strides: list[list[int]] = [[1, 1, 1]]
-    for level in range(n_levels):
-        finest = min(spacing)
-        kernels.append([3 if s < 2 * finest else 1 for s in spacing])
-        if level == n_levels - 1:
-            break
-        stride = [2 if (s < 2 * finest and sz >= 8) else 1 for s, sz in zip(spacing, size, strict=True)]
-        strides.append(stride)
-        spacing = [s * st for s, st in zip(spacing, stride, strict=True)]
-        size = [sz // st for sz, st in zip(size, stride, strict=True)]
-    return kernels, strides
 
 
 def total_stride(config: ModelConfig) -> list[int]:

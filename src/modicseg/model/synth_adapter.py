@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from modicseg.core.labels import STRUCTURE_VALUES
+
 
 def synth_training_sample(rng: np.random.Generator, spacing: tuple[float, float, float],
                           shape: tuple[int, int, int], **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +42,6 @@ def synth_validation_cases(n: int, seed: int, **kwargs: Any) -> list:
     cases = []
     for i, s in enumerate(seeds):
         case = generate_case(s, case_id=f"synth_{seed}_{i:03d}", options=options)
-        cases.append(LabelledCase(case.case_id, case.t1, case.t2, case.labels, (1, 2, 3),
+        cases.append(LabelledCase(case.case_id, case.t1, case.t2, case.labels, STRUCTURE_VALUES,
                                   {"source": "modicseg.synth", "seed": seed, "index": i}))
     return cases

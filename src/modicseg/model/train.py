@@ -30,11 +30,11 @@ from modicseg.model.cases import LabelledCase, load_labelled_cases
 from modicseg.model.checkpoint import bundle_metadata, load_checkpoint, save_checkpoint
 from modicseg.model.config import ModelConfig
 from modicseg.model.data import TrainingStream, VolumeFn, case_to_volume
-from modicseg.model.evaluate import evaluate_cases
 from modicseg.model.inference import Segmenter, autocast_dtype, resolve_device
 from modicseg.model.losses import PartialDiceCELoss
 from modicseg.model.network import build_network
 from modicseg.model.train_config import model_config_from
+from modicseg.model.validation import validate_cases
 
 
 @dataclass
@@ -126,7 +126,7 @@ def validate(model: torch.nn.Module, config: ModelConfig, sets: Mapping[str, Seq
     segmenter = Segmenter.from_model(model, config, device, precision)
     out: dict[str, float] = {}
     for name, cases in sets.items():
-        summary, _ = evaluate_cases(segmenter, cases)
+        summary, _ = validate_cases(segmenter, cases)
         out.update({f"{name}_{k}": v for k, v in summary.items()})
     return out
 

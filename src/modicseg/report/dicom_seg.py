@@ -22,17 +22,13 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from modicseg import __version__
 from modicseg.core.image import LabelImage
+from modicseg.core.labels import SEG_SEGMENTS
+from modicseg.core.version import __version__
 
-#: (label value, segment label, category (code, scheme, meaning), property type (code, scheme, meaning)).
-#: Codes from pydicom's code dictionary; the disc uses a private "99MODICSEG" code.
-SEGMENTS = (
-    (1, "Vertebral body", ("91723000", "SCT", "Anatomical Structure"), ("51282000", "SCT", "Vertebra")),
-    (2, "Intervertebral disc", ("91723000", "SCT", "Anatomical Structure"),
-     ("IVD", "99MODICSEG", "Intervertebral disc")),
-    (3, "Modic change", ("49755003", "SCT", "Morphologically Abnormal Structure"), ("52988006", "SCT", "Lesion")),
-)
+#: (label value, segment label, category (code, scheme, meaning), property type (code, scheme, meaning)):
+#: the labels' codes, defined in core.labels.
+SEGMENTS = SEG_SEGMENTS
 
 #: Type-2 patient and study attributes of the SEG (Patient and General Study modules): present and
 #: empty, or copied from the source images on explicit request (--seg-keep-patient-identifiers).

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modicseg.core.labels import DISC, MODIC_TYPES
+
 if TYPE_CHECKING:
     from modicseg.analysis.result import Report
 
@@ -163,7 +165,7 @@ def render_qc(report: Report, path: Path) -> None:
     grid = fig.add_gridspec(1, len(panels) + 1, width_ratios=[panel_w] * len(panels) + [tag_w],
                             left=0.01, right=0.99, top=0.88, bottom=0.09, wspace=0.03)
     inst2d = view.slice(report.instances, index)
-    disc2d = view.slice(labels == 2, index)
+    disc2d = view.slice(labels == DISC, index)
     anchors = [view.to_display_mm(np.asarray(les.centre_ras) @ inv[:3, :3].T + inv[:3, 3])
                for les in report.lesions]
     image_axes = []
@@ -213,7 +215,7 @@ def render_qc(report: Report, path: Path) -> None:
         tags.text(0.04, y0 + height_mm / 2, "no Modic change found", color="white", fontsize=11, va="center")
     handles = [Line2D([], [], color=BODY_COLOUR, label="vertebral body"),
                Line2D([], [], color=DISC_COLOUR, label="disc")]
-    handles += [Line2D([], [], color=TYPE_COLOURS[t], linewidth=2, label=f"Modic type {t}") for t in ("1", "2", "3")]
+    handles += [Line2D([], [], color=TYPE_COLOURS[t], linewidth=2, label=f"Modic type {t}") for t in MODIC_TYPES]
     handles += [Line2D([], [], color=TYPE_COLOURS[None], linewidth=2, label="untyped"),
                 Line2D([], [], color="white", linestyle=(0, (3, 2)), label="lesion off this slice")]
     fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, labelcolor="white", fontsize=9)

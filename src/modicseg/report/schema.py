@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from modicseg.core.labels import ENDPLATES, LEVEL_PATTERN, MODIC_TYPES
+from modicseg.core.labels import LESION_TYPES as _LESION_TYPES
+
 SCHEMA_VERSION = "1.2.0"
 #: Environment variable that makes every writer validate its JSON against these schemas.
 VALIDATE_ENV = "MODICSEG_VALIDATE_OUTPUTS"
@@ -23,10 +26,10 @@ _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _NONNEG = {"type": "number", "minimum": 0}
 _FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 _VECTOR = {"type": "array", "items": _NUMBER, "minItems": 3, "maxItems": 3}
-#: A level name: L6 exists in a six-lumbar spine (--lumbar-count 6).
-_LEVEL = {"type": ["string", "null"], "pattern": "^(C[1-7]|T([1-9]|1[0-2])|L[1-6]|S[1-5])$"}
-_TYPE_NAME = {"type": ["string", "null"], "enum": ["1", "2", "3", None]}
-LESION_TYPES = ["1", "2", "3", "1/2", "2/1", "2/3", "3/2", "unclassified"]
+#: A level name, one of core.labels.ALL_LEVELS: L6 exists in a six-lumbar spine (--lumbar-count 6).
+_LEVEL = {"type": ["string", "null"], "pattern": LEVEL_PATTERN}
+_TYPE_NAME = {"type": ["string", "null"], "enum": [*MODIC_TYPES, None]}
+LESION_TYPES = list(_LESION_TYPES)
 
 _SERIES = {
     "type": ["object", "null"],
@@ -142,15 +145,15 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "id": {"type": "integer", "minimum": 1},
                     "level": _LEVEL,
                     "vertebra": {"type": "integer", "minimum": 1},
-                    "endplate": {"enum": ["superior", "inferior"]},
+                    "endplate": {"enum": list(ENDPLATES)},
                     "type": {"enum": LESION_TYPES},
                     "primary_type": _TYPE_NAME,
                     "secondary_type": _TYPE_NAME,
                     "type_fractions": {
                         "type": "object",
-                        "required": ["1", "2", "3"],
+                        "required": list(MODIC_TYPES),
                         "additionalProperties": False,
-                        "properties": {"1": _FRACTION, "2": _FRACTION, "3": _FRACTION},
+                        "properties": dict.fromkeys(MODIC_TYPES, _FRACTION),
                     },
                     "unclassified_fraction": _FRACTION,
                     "volume_mm3": _NONNEG,
@@ -320,7 +323,7 @@ CHANGE_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "level": _LEVEL,
                     "followup_level": _LEVEL,
-                    "endplate": {"enum": ["superior", "inferior", None]},
+                    "endplate": {"enum": [*ENDPLATES, None]},
                     "status": {"enum": ["same type", "type change", "regressed", "new"]},
                     "transition": {"type": "string", "pattern": r"^\S+ -> \S+$"},
                     "baseline_type": _CHANGE_TYPE,

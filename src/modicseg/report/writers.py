@@ -1,5 +1,6 @@
 """Write a report's files into a folder, all or nothing.
 
+``report_dict(report)`` is the content of report.json; ``write_report(report, folder)`` writes
 report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, t1.nii.gz and t2.nii.gz (the
 images analysed, on the same reference grid: what ``review pack`` shows a reader), labels_seg.dcm
 (when the reference series came from DICOM) and qc.png.
@@ -15,8 +16,13 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from modicseg.analysis.config import EXTENT_DEFINITIONS
 from modicseg.core.convert import save_nifti
+from modicseg.core.labels import ENDPLATES, MODIC_TYPES
 from modicseg.io.atomic import atomic_output_dir
+from modicseg.report.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from modicseg.analysis.result import Report
@@ -50,11 +56,57 @@ def write_csv(path: Path, columns: list[str] | tuple[str, ...], rows: list[dict[
             writer.writerow({c: _csv_value(row.get(c)) for c in columns})
 
 
+def report_dict(report: Report) -> dict[str, Any]:
+    """The content of report.json (see docs/report.md)."""
+    definition = report.config.grading.extent_definition
+    return _clean({
+        "schema_version": SCHEMA_VERSION,
+        "provenance": report.provenance,
+        "typing": report.typing,
+        "measures": {"extent_definition": definition, "extent": EXTENT_DEFINITIONS[definition],
+                     "height_fraction": "craniocaudal_extent_mm / the vertebral body's height along its axis",
+                     "height_fraction_uncertainty": "one voxel along the vertebra's axis / its height"},
+        "vertebrae": [vars(v) for v in report.vertebrae],
+        "lesions": [vars(les) for les in report.lesions],
+        "eligibility": {"eligible": report.eligibility.eligible, "status": report.eligibility.status,
+                        "reasons": report.eligibility.reasons,
+                        "qualifying_lesions": report.eligibility.qualifying_lesions,
+                        "borderline_lesions": report.eligibility.borderline_lesions,
+                        "criteria": {"levels": list(report.config.eligibility.levels),
+                                     "endplates": list(ENDPLATES),
+                                     "type": f"primary or secondary type {report.config.eligibility.required_type}",
+                                     "min_height_fraction": report.config.eligibility.min_height_fraction,
+                                     "extent_definition": definition,
+                                     "borderline_voxels": report.config.eligibility.borderline_voxels}},
+        "outputs": {"labels_seg": report.dicom_seg},
+        "config": report.config.to_dict(),
+        "warnings": report.warnings,
+    })
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: numpy scalars and arrays to Python, floats rounded, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if not math.isfinite(value) else round(value, 4)
+    return value
+
+
 def lesion_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for lesion in report.lesions:
         row = dict(vars(lesion))
-        for name in ("1", "2", "3"):
+        for name in MODIC_TYPES:
             row[f"fraction_type{name}"] = lesion.type_fractions.get(name, 0.0)
         row["qualifies_for_trial"] = lesion.id in report.eligibility.qualifying_lesions
         rows.append(row)
@@ -70,7 +122,7 @@ def vertebra_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool = True,
+def write_report(report: Report, folder: str | Path, qc: bool = True, dicom_seg: bool = True,
                  seg_keeps_patient_identifiers: bool = False, images: bool = True) -> list[Path]:
     """Write every output file of ``report`` into ``folder`` (nothing is left there on failure).
 
@@ -84,6 +136,7 @@ def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool 
     """
     from modicseg.report.dicom_seg import seg_unavailable_reason, write_dicom_seg
 
+    folder = Path(folder)
     names = []
     with atomic_output_dir(folder) as tmp:
         save_nifti(report.labels, str(tmp / "labels.nii.gz"))
@@ -117,7 +170,7 @@ def write_report(report: Report, folder: Path, qc: bool = True, dicom_seg: bool 
 
             render_qc(report, tmp / "qc.png")
             names.append("qc.png")
-        data = report.to_dict()
+        data = report_dict(report)
         from modicseg.report.schema import validate_report, validating
 
         if validating():

@@ -6,14 +6,14 @@ unclassified).  Codes 5-8 mark every voxel of a lesion that a reader declared mi
 
 from __future__ import annotations
 
-from modicseg.analysis.modic_typing import UNCLASSIFIED, UNCLASSIFIED_CODE
+from modicseg.core.labels import BODY, DISC, LESION_TYPES, UNCLASSIFIED, UNCLASSIFIED_CODE
 
 #: Lesion-layer code -> type as written in reports.
 CODE_TYPES: dict[int, str] = {1: "1", 2: "2", 3: "3", UNCLASSIFIED_CODE: UNCLASSIFIED,
                               5: "1/2", 6: "2/1", 7: "2/3", 8: "3/2"}
 TYPE_CODES: dict[str, int] = {name: code for code, name in CODE_TYPES.items()}
 #: Types offered to a reader, in menu order.
-READER_TYPES: tuple[str, ...] = ("1", "2", "3", "1/2", "2/1", "2/3", "3/2", UNCLASSIFIED)
+READER_TYPES: tuple[str, ...] = LESION_TYPES
 MIXED_CODES = (5, 6, 7, 8)
 
 #: RGBA colours (0-1): type 1 red (oedema), type 2 yellow (fat), type 3 blue (sclerosis).
@@ -30,11 +30,9 @@ CODE_COLOURS: dict[int, tuple[float, float, float, float]] = {
 
 #: Anatomy layer values (the analysis label map without the lesion value).
 ANATOMY_COLOURS: dict[int, tuple[float, float, float, float]] = {
-    1: (0.55, 0.80, 1.00, 1.0),  # vertebral body
-    2: (0.60, 1.00, 0.60, 1.0),  # disc
+    BODY: (0.55, 0.80, 1.00, 1.0),  # vertebral body
+    DISC: (0.60, 1.00, 0.60, 1.0),  # disc
 }
-
-ENDPLATES = ("superior", "inferior")
 
 
 def type_of_code(code: int) -> str:

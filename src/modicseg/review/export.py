@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modicseg.core.labels import ENDPLATES
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
 from modicseg.report.writers import write_csv
 from modicseg.review import agreement as agr
-from modicseg.review.codes import ENDPLATES
 from modicseg.review.db import ReadRecord, ReadStore
 from modicseg.review.key import KeyEntry, read_key
 from modicseg.review.package import Package, reader_key

@@ -23,7 +23,8 @@ from modicseg.analysis.eligibility import Eligibility, assess
 from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.measures import measure_lesion
 from modicseg.analysis.modic_typing import LesionType, lesion_type
-from modicseg.analysis.vertebrae import LESION, Vertebra, VertebraSet
+from modicseg.analysis.vertebrae import Vertebra, VertebraSet
+from modicseg.core.labels import LESION
 from modicseg.review.codes import CODE_TYPES, MIXED_CODES, code_of_type, split_type
 
 STATUSES = ("pending", "accepted", "edited", "rejected", "added")

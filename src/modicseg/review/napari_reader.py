@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from modicseg.core.labels import BODY, LESION
 from modicseg.review.codes import ANATOMY_COLOURS, CODE_COLOURS
 from modicseg.review.pack import lesion_codes
 from modicseg.review.package import Case, is_case_folder
@@ -88,7 +89,7 @@ def read_analysis(path: str | Path) -> list[LayerData]:
             image = read_nifti(file)
             if image.same_grid(labels):
                 images[role] = grid.to_display(image.array)
-    anatomy = grid.to_display(np.where(array == 3, 1, array).astype(np.uint8))
+    anatomy = grid.to_display(np.where(array == LESION, BODY, array).astype(np.uint8))
     lesions = grid.to_display(lesion_codes(array, types))
     marks = []
     try:

@@ -27,13 +27,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from modicseg import __version__
 from modicseg.analysis.config import AnalysisConfig
 from modicseg.analysis.levels import name_levels, parse_level
-from modicseg.analysis.modic_typing import UNCLASSIFIED_CODE
-from modicseg.analysis.vertebrae import BODY, LESION, find_vertebrae
+from modicseg.analysis.vertebrae import find_vertebrae
 from modicseg.core.image import Image, LabelImage
+from modicseg.core.labels import BODY, LESION, UNCLASSIFIED_CODE
 from modicseg.core.resample import resample_to
+from modicseg.core.version import __version__
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
 from modicseg.report.schema import validate_case, validating

@@ -10,9 +10,10 @@ Main entry points:
 - ``make_demo_study(out_dir, seed) -> Path``: the demo study.
 """
 
-from modicseg.synth.case import CaseOptions, SynthCase, generate_case, generate_training_sample
+from modicseg.synth.case import CaseOptions, generate_case, generate_training_sample
 from modicseg.synth.demo import make_demo_study
 from modicseg.synth.pairs import SynthPair, generate_pair, write_pair
+from modicseg.synth.scene import SynthCase
 from modicseg.synth.tissues import TYPE_SIGNAL_BANDS
 from modicseg.synth.write import write_case
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modicseg.core.labels import LUMBAR_COUNTS, level_sequence
 from modicseg.synth.curve import SpineCurve
 
 #: Mean (centre height, antero-posterior depth, width) of each body, mm.
@@ -46,9 +47,9 @@ LESION_LEVELS_FIRST = "T12"
 
 def lumbar_names(count: int) -> list[str]:
     """Names of the lumbar bodies: L1..L4, L1..L5 or L1..L6."""
-    if count not in (4, 5, 6):
+    if count not in LUMBAR_COUNTS:
         raise ValueError("the lumbar count must be 4, 5 or 6")
-    return [f"L{i}" for i in range(1, count + 1)]
+    return [name for name in level_sequence(count) if name.startswith("L")]
 
 
 def axis_vectors(theta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,6 +266,26 @@ class Spine:
 
 # --- sampling ------------------------------------------------------------------------------
 
+def spine_curve(vertebrae: list[Vertebra], discs: list[Disc]) -> SpineCurve:
+    """The spine curve through body and disc centres (vertebrae ordered top to bottom)."""
+    disc_below = {d.upper.level: d for d in discs}
+    names: list[str] = []
+    nodes: list[np.ndarray] = []
+    rows: list[tuple[float, float, float, float]] = []  # half depth, canal ap, canal width, width
+    for v in vertebrae:
+        names.append(v.level)
+        nodes.append(v.centre[1:])
+        rows.append((v.depth / 2, v.canal_ap, v.canal_width, v.width))
+        d = disc_below.get(v.level)
+        if d is not None:
+            names.append(d.name)
+            nodes.append(d.centre[1:])
+            rows.append(((d.upper.depth + d.lower.depth) / 4, (d.upper.canal_ap + d.lower.canal_ap) / 2,
+                         (d.upper.canal_width + d.lower.canal_width) / 2,
+                         (d.upper.width + d.lower.width) / 2))
+    return SpineCurve.from_nodes(names, nodes, rows)
+
+
 def _posterior_primitives(v: Vertebra, kind: str) -> list[Primitive]:
     """Pedicles, laminae, spinous process, articular and transverse processes."""
     H, D = v.height, v.depth
@@ -436,7 +457,7 @@ def sample_spine(rng: np.random.Generator, lumbar_count: int | None = None,
         conus_level=str(rng.choice(["T12", "L1", "L1", "L2"])),
         sac_end_level="S2",
     )
-    curve = SpineCurve.through(ordered, discs)
+    curve = spine_curve(ordered, discs)
     return Spine(vertebrae=ordered, discs=discs, soft=soft, curve=curve, lumbar_count=lumbar_count,
                  sacral_slope_deg=float(np.degrees(s1.theta)), lordosis_target_deg=float(lordosis_target),
                  fracture_level=fracture_level)

@@ -6,7 +6,7 @@ is the fast in-memory path that feeds training (no DICOM, no truth file).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,25 +18,15 @@ from modicseg.synth.grid import Grid, make_grid, rotation_matrix
 from modicseg.synth.lesions import Lesion, sample_lesions
 from modicseg.synth.randomize import (
     Acquisition,
-    Appearance,
     draw_acquisition,
     draw_appearance,
 )
 from modicseg.synth.raster import centre_samples, rasterize
 from modicseg.synth.render import reference_signal, render_image, signal_lut, texture_fields
+from modicseg.synth.scene import Scene, SynthCase
+from modicseg.synth.truth import build_truth
 
 MAX_MATRIX = 512
-
-
-@dataclass
-class Scene:
-    """Everything that determines the images apart from the grid."""
-
-    spine: Spine
-    lesions: list[Lesion]
-    subject_to_scanner: np.ndarray
-    appearance: Appearance
-    subject_angles_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -61,25 +51,6 @@ class CaseOptions:
     separate_t1_grid: bool | None = None
     rescale: bool | None = None
     max_matrix: int = MAX_MATRIX
-
-
-@dataclass
-class SynthCase:
-    """One generated case (images on their grids, maps on the T2 grid, truth dictionary)."""
-
-    case_id: str
-    seed: int | None
-    scene: Scene
-    acquisition: Acquisition
-    grids: dict[str, Grid]
-    t1: ScalarImage
-    t2: ScalarImage
-    labels: LabelImage
-    types: LabelImage
-    instances: LabelImage
-    extra_maps: dict[str, LabelImage] = field(default_factory=dict)  # maps on the T1 grid if it differs
-    rescale: dict[str, tuple[float, float] | None] = field(default_factory=dict)
-    truth: dict = field(default_factory=dict)
 
 
 def type_lut(lesions: list[Lesion]) -> np.ndarray:
@@ -221,8 +192,6 @@ def generate_case(seed: int | np.random.SeedSequence, case_id: str = "case_0000"
 def case_from_scene(scene: Scene, acq: Acquisition, rng: np.random.Generator, case_id: str,
                     seed: int | None, options: CaseOptions) -> SynthCase:
     """Plan the grids, render T1 and T2, quantise, build the maps and the truth."""
-    from modicseg.synth.truth import build_truth
-
     grids = plan_grids(scene, acq, rng, options)
     images: dict[str, np.ndarray] = {}
     centres: dict[str, np.ndarray] = {}

@@ -9,14 +9,10 @@ its contents are laid out in (x, s, n); profiles give level-dependent sizes as f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.spatial import cKDTree
-
-if TYPE_CHECKING:
-    from modicseg.synth.anatomy import Disc, Vertebra
 
 _EXTEND_MM = 400.0
 _STEP_MM = 0.5
@@ -34,23 +30,11 @@ class SpineCurve:
     profiles: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (node s ascending, values)
 
     @classmethod
-    def through(cls, vertebrae: list[Vertebra], discs: list[Disc]) -> SpineCurve:
-        """Spline through body and disc centres (vertebrae ordered top to bottom)."""
-        disc_below = {d.upper.level: d for d in discs}
-        names: list[str] = []
-        nodes: list[np.ndarray] = []
-        rows: list[tuple[float, float, float, float]] = []  # half depth, canal ap, canal width, width
-        for v in vertebrae:
-            names.append(v.level)
-            nodes.append(v.centre[1:])
-            rows.append((v.depth / 2, v.canal_ap, v.canal_width, v.width))
-            d = disc_below.get(v.level)
-            if d is not None:
-                names.append(d.name)
-                nodes.append(d.centre[1:])
-                rows.append(((d.upper.depth + d.lower.depth) / 4, (d.upper.canal_ap + d.lower.canal_ap) / 2,
-                             (d.upper.canal_width + d.lower.canal_width) / 2,
-                             (d.upper.width + d.lower.width) / 2))
+    def from_nodes(cls, names: list[str], nodes: list[np.ndarray],
+                   rows: list[tuple[float, float, float, float]]) -> SpineCurve:
+        """Spline through the centres (subject (y, z)) of the bodies and discs called ``names``, ordered top
+        to bottom (one of them "S1"), each with its profile values (half depth, canal ap, canal width,
+        width); ``anatomy.spine_curve`` builds them from a spine's vertebrae and discs."""
         pts = np.array(nodes[::-1])  # bottom to top
         chord = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
         spline = CubicSpline(chord, pts, bc_type="natural")

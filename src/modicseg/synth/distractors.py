@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from modicseg.core.labels import BODY_VALUES, DISC
 from modicseg.synth import tissues as tis
 
 #: Tissues a distractor may be centred in (soft tissue in front of and behind the spine).
@@ -102,7 +103,7 @@ def add_perivertebral_lookalikes(images: dict[str, np.ndarray], centre_ids: np.n
         return 0
     spacing = np.asarray(spacing, dtype=np.float64)
     outside_any = ndimage.distance_transform_edt(labels == 0, sampling=spacing).astype(np.float32)
-    from_bone = ndimage.distance_transform_edt(~np.isin(labels, (tis.LABEL_BODY, tis.LABEL_LESION)),
+    from_bone = ndimage.distance_transform_edt(~np.isin(labels, BODY_VALUES),
                                                sampling=spacing)
     ring = (from_bone > 0.5) & (from_bone <= reach_mm)
     # each host tissue present is equally likely, so that the psoas beside the bodies does not
@@ -155,8 +156,8 @@ def add_endplate_notches(images: dict[str, np.ndarray], centre_ids: np.ndarray, 
     if count <= 0:
         return 0
     spacing = np.asarray(spacing, dtype=np.float64)
-    bone = np.isin(labels, (tis.LABEL_BODY, tis.LABEL_LESION))
-    disc = labels == tis.LABEL_DISC
+    bone = np.isin(labels, BODY_VALUES)
+    disc = labels == DISC
     if not bone.any() or not disc.any():
         return 0
     from_disc = ndimage.distance_transform_edt(~disc, sampling=spacing).astype(np.float32)
@@ -193,6 +194,6 @@ def add_endplate_notches(images: dict[str, np.ndarray], centre_ids: np.ndarray, 
                 dark = np.float32(levels[name] * rng.uniform(0.3, 0.7))
                 region[rim] += np.float32(0.8) * (dark - region[rim])
             region += alpha * (fill - region)
-        labels[box][notch] = tis.LABEL_DISC
+        labels[box][notch] = DISC
         made += 1
     return made

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-BODY, DISC, LESION = 1, 2, 3
+from modicseg.core.labels import BODY, LESION
 
 # Ratio to the vertebra's normal marrow (median), per type and channel kind (inner part of the rule bands).
 RATIO_BANDS: dict[int, dict[str, tuple[float, float]]] = {

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from modicseg.synth.case import CaseOptions, Scene, SynthCase, case_from_scene, draw_scene
+from modicseg.synth.case import CaseOptions, case_from_scene, draw_scene
 from modicseg.synth.grid import rotation_matrix
 from modicseg.synth.lesions import Lesion, endplates_in_scope, evolve, make_lesion
 from modicseg.synth.randomize import draw_acquisition, draw_appearance
+from modicseg.synth.scene import Scene, SynthCase
 from modicseg.synth.truth import SCHEMA_VERSION, write_json
 from modicseg.synth.write import BASE_DATE, write_case
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modicseg.core import labels as lab
+
 # --- fixed tissue classes ------------------------------------------------------------------
 AIR = 0
 SKIN = 1
@@ -41,16 +43,11 @@ LESION_BASE = ANNULUS_BASE + MAX_DISCS  # + 2 * lesion index + part (label 3)
 N_IDS = 256
 assert LESION_BASE + MAX_LESION_PARTS <= N_IDS
 
-# --- training labels -----------------------------------------------------------------------
-LABEL_BACKGROUND = 0
-LABEL_BODY = 1
-LABEL_DISC = 2
-LABEL_LESION = 3
-LABEL_NAMES = {0: "background", 1: "vertebral body", 2: "disc", 3: "Modic lesion"}
+# --- training labels: the values of modicseg.core.labels ------------------------------------
 
 #: Modic type codes used in truth files and per-voxel type maps.
-TYPE_CODES = ("1", "2", "3", "1/2", "2/1", "2/3", "3/2")
-PURE_TYPES = (1, 2, 3)
+TYPE_CODES = (*lab.MODIC_TYPES, *lab.MIXED_TYPES)
+PURE_TYPES = tuple(int(t) for t in lab.MODIC_TYPES)
 
 #: Lesion signal relative to normal marrow of the same vertebra: type -> {"T1": (lo, hi), "T2": ...}.
 #: Type 1 oedema: low T1, high T2; type 2 fat: high T1, iso-to-high T2; type 3 sclerosis: low/low.
@@ -134,9 +131,9 @@ def spin_echo_signal(prop: TissueProperty, tr: float, te: float) -> float:
 def label_lut() -> np.ndarray:
     """Tissue id -> training label (0 background, 1 body, 2 disc, 3 lesion)."""
     lut = np.zeros(N_IDS, dtype=np.uint8)
-    lut[MARROW_BASE:CORTEX_BASE + MAX_VERTEBRAE] = LABEL_BODY
-    lut[NUCLEUS_BASE:ANNULUS_BASE + MAX_DISCS] = LABEL_DISC
-    lut[LESION_BASE:LESION_BASE + MAX_LESION_PARTS] = LABEL_LESION
+    lut[MARROW_BASE:CORTEX_BASE + MAX_VERTEBRAE] = lab.BODY
+    lut[NUCLEUS_BASE:ANNULUS_BASE + MAX_DISCS] = lab.DISC
+    lut[LESION_BASE:LESION_BASE + MAX_LESION_PARTS] = lab.LESION
     return lut
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from modicseg import __version__
+from modicseg.core.labels import LABEL_NAMES
+from modicseg.core.version import __version__
 from modicseg.synth import tissues as tis
 from modicseg.synth.lesions import TRIAL_HEIGHT_FRACTION
-
-if TYPE_CHECKING:
-    from modicseg.synth.case import Scene, SynthCase
+from modicseg.synth.scene import Scene, SynthCase
 
 SCHEMA_VERSION = "1.0"
 NIFTI_FILES = {
@@ -152,7 +151,7 @@ def build_truth(case: SynthCase) -> dict[str, Any]:
         "grids": {k: g.to_dict() for k, g in case.grids.items()},
         "label_grid": "T2",
         "files": files,
-        "label_values": {str(k): v for k, v in tis.LABEL_NAMES.items()},
+        "label_values": {str(k): v for k, v in LABEL_NAMES.items()},
         "type_values": {"0": "none", "1": "Modic 1", "2": "Modic 2", "3": "Modic 3"},
         "signal_bands": {str(t): {ch: list(b) for ch, b in bands.items()}
                          for t, bands in tis.TYPE_SIGNAL_BANDS.items()},

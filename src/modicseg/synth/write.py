@@ -20,8 +20,9 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from modicseg.core.convert import save_nifti
 from modicseg.core.image import ScalarImage
 from modicseg.io.dicom_write import SeriesSpec, StudySpec, write_mr_series
-from modicseg.synth.case import Scene, SynthCase, render_scene
+from modicseg.synth.case import render_scene
 from modicseg.synth.grid import AXIAL_AXES, CORONAL_AXES, SAGITTAL_AXES, Grid, make_grid
+from modicseg.synth.scene import Scene, SynthCase
 from modicseg.synth.truth import NIFTI_FILES, subject_name, write_json
 
 VARIANTS = ("enhanced", "compressed", "extra-series")

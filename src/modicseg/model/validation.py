@@ -1,20 +1,17 @@
-"""Validation: segment annotated cases with a model and compute Dice per class."""
+"""Validation: segment annotated cases with a model and compute Dice per class (what training and
+fine-tuning report).  The analysis-side scores (level names, heights) are added by
+``modicseg.evaluation.segmentation.evaluate_cases`` through ``case_columns``: the model stage never
+imports the analysis stage."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from modicseg.analysis.config import VertebraConfig
-from modicseg.analysis.level_agreement import level_agreement
-from modicseg.analysis.levels import name_levels
-from modicseg.analysis.vertebrae import BODY, DISC, find_vertebrae
-from modicseg.core.convert import load_nifti
-from modicseg.core.image import LabelImage
+from modicseg.core.labels import BACKGROUND
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
 from modicseg.model.inference import Segmenter
@@ -29,14 +26,17 @@ from modicseg.model.metrics import (
     surface_dice,
 )
 
+#: Extra columns of one case's row from its prediction (the label array on the case's label grid).
+CaseColumns = Callable[[np.ndarray, LabelledCase], dict[str, Any]]
 
-def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
+
+def validate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
                    surface_tolerance_mm: float | None = None,
                    annotated_levels: bool = False,
-                   level_names: bool = False,
                    unannotated_min_part_mm3: float | None = None,
-                   overlap: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                   overlap: bool = False,
+                   case_columns: CaseColumns | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(summary {"dice_<class>": mean, "dice_mean": ...}, one row per case).
 
     Each case is segmented from its own images (``contrasts`` restricts them, e.g. ["T2"]) on its
@@ -48,12 +48,9 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
     With ``annotated_levels`` they also hold ``dice_<class>_annotated_levels``: Dice without the
     predicted structures beyond the annotated levels (``metrics.beyond_annotated_levels``), for
     masks that label only part of the spine in view.
-    With ``level_names``, cases whose ``info`` names the level of every body of an instance map
-    (``level_map``, ``level_names``: real-spine) also get ``levels_named_right`` of
-    ``levels_reference``: the analysis's level names on the prediction against the mask's; cases
-    that annotate bodies and discs (synthetic) are compared with the names the analysis gives their
-    exact labels. The rows also hold ``height_diff_mm_S1`` and ``height_diff_mm_other_median``: the
-    analysis's vertebral height on the prediction minus on the reference, for levels named right.
+    ``case_columns(predicted, case)`` adds columns to each case's row (after the Dice columns);
+    ``levels_named_right`` / ``levels_reference`` columns are summed in the summary, ``height_diff_*``
+    columns averaged (``evaluation.segmentation.evaluate_cases`` adds them: level names).
     With ``unannotated_min_part_mm3``, rows of cases that do not annotate a class hold the volume
     the model predicts of it and its parts of at least that size (``<class>_unannotated_mm3`` /
     ``_parts``; summed in the summary): lesions on real scans without Modic labels.
@@ -99,8 +96,8 @@ def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
             if annotated_levels and c not in nested:
                 scored = group & ~beyond_annotated_levels(group, class_truth, case.labels.affine)
                 row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
-        if level_names and (case.info.get("level_names") or {BODY, DISC} <= set(case.annotated)):
-            row.update(_level_row(predicted, case))
+        if case_columns is not None:
+            row.update(case_columns(predicted, case))
         if unannotated_min_part_mm3 is not None:
             row.update(_unannotated_parts(predicted, case, labels, unannotated_min_part_mm3))
         rows.append(row)
@@ -131,54 +128,11 @@ def _unannotated_parts(predicted: np.ndarray, case: LabelledCase, labels: dict[i
     voxel_mm3 = float(np.prod(case.labels.spacing))
     out: dict[str, Any] = {}
     for c, name in labels.items():
-        if c == 0 or c in case.annotated:
+        if c == BACKGROUND or c in case.annotated:
             continue
         mask = predicted == c
         comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
         sizes = np.bincount(comp.ravel())[1:] * voxel_mm3 if n else np.zeros(0)
         out[f"{name}_unannotated_mm3"] = round(float(mask.sum() * voxel_mm3), 1)
         out[f"{name}_unannotated_parts"] = int(np.count_nonzero(sizes >= min_part_mm3))
-    return out
-
-
-def _level_row(predicted: np.ndarray, case: LabelledCase) -> dict[str, Any]:
-    """Level-name agreement of one case's prediction with its named instance mask, or else with the
-    analysis's names on its exact labels; and the height differences of the levels named right."""
-    if case.info.get("level_names"):
-        reference = load_nifti(Path(case.info["level_map"]), LabelImage)
-        if not reference.same_grid(case.labels):
-            reference = resample_to(reference, case.labels)
-        instances, names = np.asarray(reference.array), case.info["level_names"]
-        reference_heights = _heights_by_level(instances, names, case.labels.affine)
-    else:
-        truth = find_vertebrae(np.asarray(case.labels.array), case.labels.affine, VertebraConfig())
-        instances = truth.instances
-        names = dict(enumerate(name_levels(len(truth.vertebrae)), start=1))
-        reference_heights = {names[v.label]: v.height_mm for v in truth.vertebrae}
-    found = level_agreement(predicted, case.labels.affine, instances, names)
-    wrong = [f"{p['level']}->{p['named']}" for p in found["per_level"] if not p.get("right")]
-    row = {"levels_named_right": found["levels_named_right"], "levels_reference": found["levels_reference"],
-           "levels_wrong": " ".join(wrong)}
-    row.update(_height_differences(found["per_level"], reference_heights))
-    return row
-
-
-def _heights_by_level(instances: np.ndarray, names: dict[int, str], affine: np.ndarray) -> dict[str, float]:
-    """The analysis's height (mm) of every body of a named instance mask, by level name: the mask's own
-    level agreement (each level's height is that of the body the analysis finds in it)."""
-    own = level_agreement((instances > 0).astype(np.uint8), affine, instances, names)
-    return {p["level"]: p["height_mm"] for p in own["per_level"] if "height_mm" in p}
-
-
-def _height_differences(per_level: list[dict[str, Any]], reference: dict[str, float]) -> dict[str, float]:
-    """Height on the prediction minus height on the reference (mm, the analysis's own measurement), for
-    the levels named right: ``height_diff_mm_S1`` and the median over the others."""
-    diffs = {p["level"]: p["height_mm"] - reference[p["level"]] for p in per_level
-             if p.get("right") and p["level"] in reference}
-    out: dict[str, float] = {}
-    if "S1" in diffs:
-        out["height_diff_mm_S1"] = round(diffs["S1"], 2)
-    others = [d for level, d in diffs.items() if level != "S1"]
-    if others:
-        out["height_diff_mm_other_median"] = round(float(np.median(others)), 2)
     return out
