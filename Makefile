@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned here (a CPU wheel is available locally); the package itself asks for torch>=2.3
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean onnx
+.PHONY: demo test imports lint bench clean onnx
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(STAMP)
 # napari tests need a display with OpenGL: run under Xvfb when it is installed (see .ci/run)
 XVFB := $(shell command -v xvfb-run >/dev/null 2>&1 && echo "xvfb-run -a -s '-screen 0 1600x1200x24'")
 
-test: $(STAMP)
+# imports point one way and form no cycle (.importlinter, docs/architecture.md), then the suite
+test: $(STAMP) imports
 	$(XVFB) $(PY) -m pytest -q
+
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/import_cycles.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
