@@ -16,7 +16,7 @@ from scipy import ndimage
 from modicseg.analysis import geometry as geo
 from modicseg.analysis.config import LesionConfig
 from modicseg.analysis.vertebrae import VertebraSet
-from modicseg.core.labels import LESION
+from modicseg.core.labels import INFERIOR, LESION, SUPERIOR
 
 #: Each line's endplate and deep-border positions are averaged with this many neighbouring lines
 #: on each side along u before the extremes are taken (the staircase of a voxelised surface would
@@ -105,7 +105,7 @@ def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, conf
                             "fat island or vein) were not counted")
     for lesion in lesions:
         lesion.craniocaudal_extent_mm, lesion.change_extent_mm = craniocaudal_extents(lesion, vset, affine)
-    lesions.sort(key=lambda les: (les.vertebra, les.endplate != "superior", -les.volume_mm3))
+    lesions.sort(key=lambda les: (les.vertebra, les.endplate != SUPERIOR, -les.volume_mm3))
     lesion_map = np.zeros(labels.shape, dtype=np.int32)
     for number, lesion in enumerate(lesions, start=1):
         lesion.id = number
@@ -157,8 +157,8 @@ def _describe(vset: VertebraSet, label: int, ijk: np.ndarray, affine: np.ndarray
     axial = (float(t.min() - half_t), float(t.max() + half_t))
     gap_superior = vertebra.superior_mm - axial[1]
     gap_inferior = axial[0] - vertebra.inferior_mm
-    endplate = "superior" if gap_superior < gap_inferior or (
-        gap_superior == gap_inferior and t.mean() >= 0) else "inferior"
+    endplate = SUPERIOR if gap_superior < gap_inferior or (
+        gap_superior == gap_inferior and t.mean() >= 0) else INFERIOR
     voxel_volume = abs(np.linalg.det(affine[:3, :3]))
     return Lesion(id=0, vertebra=label, endplate=endplate, ijk=ijk, volume_mm3=float(len(ijk) * voxel_volume),
                   centre_ras=points.mean(axis=0), axial_range_mm=axial,
@@ -207,7 +207,7 @@ def craniocaudal_extents(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) 
     uu, vv = cells[:, 0] * fine, cells[:, 1] * fine
     step_mm = fine / 4
     t = rel @ axis
-    if lesion.endplate == "superior":
+    if lesion.endplate == SUPERIOR:
         s = np.arange(t.min() - 3.0, max(t.max(), vertebra.superior_mm) + 6.0, step_mm)
     else:
         s = np.arange(min(t.min(), vertebra.inferior_mm) - 6.0, t.max() + 3.0, step_mm)
@@ -221,7 +221,7 @@ def craniocaudal_extents(lesion: Lesion, vset: VertebraSet, affine: np.ndarray) 
         span = float(lesion.axial_range_mm[1] - lesion.axial_range_mm[0])
         return span, span
     les, bod, cells = les[hit], bod[hit], cells[hit]
-    if lesion.endplate == "inferior":  # flip so that the endplate is at the high end
+    if lesion.endplate == INFERIOR:  # flip so that the endplate is at the high end
         les, bod, s = les[:, ::-1], bod[:, ::-1], -s[::-1]
     ends, nears, deeps = [], [], []
     for lrow, brow in zip(les, bod, strict=True):

@@ -49,7 +49,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from modicseg.core.image import ScalarImage
-from modicseg.core.labels import ENDPLATES, MODIC_TYPES
+from modicseg.core.labels import ENDPLATES, INFERIOR, MODIC_TYPES, SUPERIOR
 
 #: contrast names accepted as image keys -> ratio band column (FS: fat-suppressed, fluid-sensitive)
 CONTRAST_KIND = {"T1": "T1", "T1W": "T1", "T2": "T2", "T2W": "T2", "STIR": "FS", "TIRM": "FS", "FS": "FS",
@@ -175,11 +175,11 @@ def endplate_candidates(bodies: np.ndarray, affine: np.ndarray, level_names: Map
         along = np.nonzero((bodies == value).any(axis=other))[0]
         low_cut, high_cut = along[0] == 0, along[-1] == bodies.shape[axis] - 1
         for endplate in ENDPLATES:
-            at_high = (endplate == "superior") == (sign > 0)
+            at_high = (endplate == SUPERIOR) == (sign > 0)
             if (high_cut if at_high else low_cut):
                 continue
             name = names.get(int(value))
-            if endplate == "inferior" and name is not None and name.upper().startswith("S"):
+            if endplate == INFERIOR and name is not None and name.upper().startswith("S"):
                 continue
             out.append((int(value), endplate))
     return out
@@ -200,7 +200,7 @@ def endplate_direction(body: np.ndarray, affine: np.ndarray, endplate: str, iter
     time without points more than 2 mm off the first plane), and looks again along its normal: the
     tilted S1 and L5 endplates come out tilted, and their anterior and posterior walls are not
     taken for endplate. A fit leaning more than ``max_tilt_deg`` from world superior is refused."""
-    start = np.array([0.0, 0.0, 1.0 if endplate == "superior" else -1.0])
+    start = np.array([0.0, 0.0, 1.0 if endplate == SUPERIOR else -1.0])
     direction = start
     limit = math.cos(math.radians(max_tilt_deg))
     for _ in range(iterations):

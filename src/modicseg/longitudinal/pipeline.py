@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modicseg.core.image import LabelImage, ScalarImage
-from modicseg.core.labels import ALL_LEVELS
+from modicseg.core.labels import ALL_LEVELS, SUPERIOR
 from modicseg.io.errors import InputError, ModicsegError
 from modicseg.longitudinal.change import ChangeReport
 from modicseg.longitudinal.classify import change_row, summarise
@@ -98,7 +98,7 @@ def _level_of_followup(lesion: dict, baseline: Timepoint, pairs: dict[int, int])
 def _order(row: dict[str, Any]) -> tuple:
     level = row.get("level")
     index = ALL_LEVELS.index(level) if level in ALL_LEVELS else len(ALL_LEVELS)
-    return index, row.get("endplate") != "superior", row.get("baseline_id") is None, row.get("followup_id") or 0
+    return index, row.get("endplate") != SUPERIOR, row.get("baseline_id") is None, row.get("followup_id") or 0
 
 
 def compare_timepoints(baseline: Timepoint, followup: Timepoint, same: bool | None = None,

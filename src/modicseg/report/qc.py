@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modicseg.core.labels import DISC, MODIC_TYPES
+from modicseg.core.labels import DISC, INFERIOR, MODIC_TYPES, SUPERIOR, UNCLASSIFIED
 
 if TYPE_CHECKING:
     from modicseg.analysis.result import Report
@@ -99,10 +99,10 @@ def _outline(ax, mask: np.ndarray, view: SagittalView, colour: str, width: float
 
 
 def _tag(lesion) -> str:
-    endplate = {"superior": "sup", "inferior": "inf"}.get(lesion.endplate, "?")
+    endplate = {SUPERIOR: "sup", INFERIOR: "inf"}.get(lesion.endplate, "?")
     height = "?" if lesion.height_fraction is None or np.isnan(lesion.height_fraction) \
         else f"{100 * lesion.height_fraction:.0f}%"
-    kind = "type ?" if lesion.type == "unclassified" else f"type {lesion.type}"
+    kind = "type ?" if lesion.type == UNCLASSIFIED else f"type {lesion.type}"
     near = " borderline" if getattr(lesion, "borderline", False) else ""
     return f"#{lesion.id} {lesion.level or '?'} {endplate} · {kind} · {height}{near} ({lesion.extent_grade})"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modicseg.core.labels import ENDPLATES, LEVEL_PATTERN, MODIC_TYPES
+from modicseg.core.labels import ENDPLATES, LEVEL_PATTERN, MODIC_TYPES, UNCLASSIFIED
 from modicseg.core.labels import LESION_TYPES as _LESION_TYPES
 
 SCHEMA_VERSION = "1.2.0"
@@ -243,7 +243,7 @@ def _check_types(lesions: list[dict[str, Any]]) -> None:
     for lesion in lesions:
         if "type" not in lesion or "primary_type" not in lesion:
             continue
-        expected = lesion["primary_type"] or "unclassified"
+        expected = lesion["primary_type"] or UNCLASSIFIED
         if lesion.get("secondary_type"):
             expected = f"{lesion['primary_type']}/{lesion['secondary_type']}"
         if lesion["type"] != expected:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modicseg.core.labels import ENDPLATES
+from modicseg.core.labels import ENDPLATES, UNCLASSIFIED
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
 from modicseg.report.writers import write_csv
@@ -65,7 +65,7 @@ class Rating:
         if not here:
             return {"type": NONE, "lesions": 0, "volume_mm3": 0.0, "height_fraction": 0.0}
         largest = max(here, key=lambda les: les.get("volume_mm3") or 0.0)
-        return {"type": largest.get("type") or "unclassified", "lesions": len(here),
+        return {"type": largest.get("type") or UNCLASSIFIED, "lesions": len(here),
                 "volume_mm3": float(sum(les.get("volume_mm3") or 0.0 for les in here)),
                 "height_fraction": float(max(les.get("height_fraction") or 0.0 for les in here))}
 

@@ -24,7 +24,7 @@ from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.measures import measure_lesion
 from modicseg.analysis.modic_typing import LesionType, lesion_type
 from modicseg.analysis.vertebrae import Vertebra, VertebraSet
-from modicseg.core.labels import LESION
+from modicseg.core.labels import LESION, SUPERIOR
 from modicseg.review.codes import CODE_TYPES, MIXED_CODES, code_of_type, split_type
 
 STATUSES = ("pending", "accepted", "edited", "rejected", "added")
@@ -202,7 +202,7 @@ def compare_with_model(current: list[LesionRow], model: list[LesionRow], shape: 
         if row.id not in matched:
             rejected = dataclasses.replace(row, status="rejected", model_id=row.id, model_type=row.type)
             out.append(rejected)
-    out.sort(key=lambda r: (r.vertebra, r.endplate != "superior", r.status == "rejected", -r.volume_mm3))
+    out.sort(key=lambda r: (r.vertebra, r.endplate != SUPERIOR, r.status == "rejected", -r.volume_mm3))
     for number, row in enumerate(out, start=1):
         row.id = number
     return out

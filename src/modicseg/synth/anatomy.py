@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modicseg.core.labels import LUMBAR_COUNTS, level_sequence
+from modicseg.core.labels import INFERIOR, LUMBAR_COUNTS, SUPERIOR, level_sequence
 from modicseg.synth.curve import SpineCurve
 
 #: Mean (centre height, antero-posterior depth, width) of each body, mm.
@@ -134,7 +134,7 @@ class Vertebra:
 
     def endplate(self, which: str, u: np.ndarray, v: np.ndarray,
                  rho: np.ndarray | None = None) -> np.ndarray:
-        return self.top(u, v, rho) if which == "superior" else self.bottom(u, v, rho)
+        return self.top(u, v, rho) if which == SUPERIOR else self.bottom(u, v, rho)
 
     @property
     def centre_height(self) -> float:
@@ -183,7 +183,7 @@ class Disc:
 
     @property
     def centre(self) -> np.ndarray:
-        return 0.5 * (self.upper.endplate_centre("inferior") + self.lower.endplate_centre("superior"))
+        return 0.5 * (self.upper.endplate_centre(INFERIOR) + self.lower.endplate_centre(SUPERIOR))
 
     @property
     def theta(self) -> float:
@@ -386,7 +386,7 @@ def sample_spine(rng: np.random.Generator, lumbar_count: int | None = None,
         max_alpha = np.degrees(np.arctan(max(rim_room, 0.2) / (0.5 * max(lower.depth, upper.depth))))
         alpha = float(np.clip(alpha, -max_alpha, max_alpha))
         upper.theta = lower.theta - np.radians(alpha)
-        p = lower.endplate_centre("superior")
+        p = lower.endplate_centre(SUPERIOR)
         a_d = lower.axis + upper.axis
         a_d /= np.linalg.norm(a_d)
         q = p + height * a_d
@@ -405,7 +405,7 @@ def sample_spine(rng: np.random.Generator, lumbar_count: int | None = None,
                        s1.height * fh, s1.depth * fd, s1.width * fw, concavity=0.4, is_body=False,
                        canal_ap=max(5.0, s1.canal_ap * (fd + 0.2)), canal_width=s1.canal_width * fw)
         gap = 1.6
-        q = upper.endplate_centre("inferior")
+        q = upper.endplate_centre(INFERIOR)
         a_d = upper.axis + seg.axis
         a_d /= np.linalg.norm(a_d)
         p = q - gap * a_d

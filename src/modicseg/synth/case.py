@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modicseg.core.image import LabelImage, Provenance, ScalarImage
+from modicseg.core.labels import INFERIOR, SUPERIOR
 from modicseg.synth import tissues as tis
 from modicseg.synth.anatomy import Spine, sample_spine
 from modicseg.synth.distractors import add_distractors, add_endplate_notches, add_perivertebral_lookalikes
@@ -78,8 +79,8 @@ def instance_lut(spine: Spine, lesions: list[Lesion]) -> np.ndarray:
 
 def spine_centre(spine: Spine) -> np.ndarray:
     """Subject point the field of view is centred on: mid T12..S1, just behind the bodies."""
-    top = spine.vertebra("T12").endplate_centre("superior")
-    bottom = spine.vertebra("S1").endplate_centre("inferior")
+    top = spine.vertebra("T12").endplate_centre(SUPERIOR)
+    bottom = spine.vertebra("S1").endplate_centre(INFERIOR)
     mid = 0.5 * (top + bottom)
     l3 = spine.vertebra(spine.bodies[len(spine.bodies) // 2].level)
     return np.array([0.0, l3.centre[1] - l3.depth / 2 - 8.0, mid[2]])
@@ -108,8 +109,8 @@ def draw_scene(rng: np.random.Generator, options: CaseOptions, regime: str = "re
 def plan_grids(scene: Scene, acq: Acquisition, rng: np.random.Generator, options: CaseOptions) -> dict[str, Grid]:
     """The technologist's planning: sagittal stack(s) centred on the lumbar spine."""
     spine = scene.spine
-    extent = float(spine.vertebra("T12").endplate_centre("superior")[2]
-                   - spine.vertebra("S1").endplate_centre("inferior")[2])
+    extent = float(spine.vertebra("T12").endplate_centre(SUPERIOR)[2]
+                   - spine.vertebra("S1").endplate_centre(INFERIOR)[2])
     fov_si = options.fov_mm or max(acq.fov_si, extent + 45.0)
     fov_ap = options.fov_mm or max(acq.fov_ap, 0.85 * fov_si)
     inplane = options.inplane_mm or acq.inplane

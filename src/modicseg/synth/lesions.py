@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from modicseg.core.labels import INFERIOR, SUPERIOR
 from modicseg.synth.anatomy import Spine, Vertebra
 from modicseg.synth.tissues import TYPE_SIGNAL_BANDS, inner_band
 
@@ -106,7 +107,7 @@ class Lesion:
         bottom = vertebra.bottom(u, v, r)
         t = self.depth(u, v)
         t = np.where(r <= 1.0, t, 0.0)
-        if self.endplate == "superior":
+        if self.endplate == SUPERIOR:
             return np.maximum(top - t, bottom), top
         return bottom, np.minimum(bottom + t, top)
 
@@ -126,7 +127,7 @@ class Lesion:
         """Bounds of the lesion along the body's axis (local w, mm), with a small margin."""
         deepest = self.thickness * (1.0 + float(np.sum(np.abs(self.waves[:, 3])))) + 0.5
         half = vertebra.height / 2
-        if self.endplate == "superior":
+        if self.endplate == SUPERIOR:
             return half - vertebra.wedge * vertebra.height - deepest, half + vertebra.concavity + 0.5
         return -half - vertebra.concavity - 0.5, -half + deepest
 
@@ -188,7 +189,7 @@ class Lesion:
         span = (vertebra.top(uu, vv, r) - vertebra.bottom(uu, vv, r))[inside]
         shape = shape[inside]
         target = height_fraction * vertebra.centre_height
-        sign = 1.0 if self.endplate == "superior" else -1.0
+        sign = 1.0 if self.endplate == SUPERIOR else -1.0
 
         def extent(T: float) -> float:
             depth = np.minimum(T * shape, span)
@@ -282,9 +283,9 @@ def endplates_in_scope(spine: Spine) -> list[tuple[str, str, str]]:
     out = []
     for d in spine.anatomical_discs:
         if d.upper.level in scope:
-            out.append((d.name, d.upper.level, "inferior"))
+            out.append((d.name, d.upper.level, INFERIOR))
         if d.lower.level in scope:
-            out.append((d.name, d.lower.level, "superior"))
+            out.append((d.name, d.lower.level, SUPERIOR))
     return out
 
 
@@ -311,7 +312,7 @@ def sample_lesions(rng: np.random.Generator, spine: Spine, count: int | None = N
     while len(lesions) < count and attempts < 50:
         attempts += 1
         disc = candidates[int(rng.choice(len(candidates), p=weights))]
-        sides = [(disc.upper, "inferior"), (disc.lower, "superior")]
+        sides = [(disc.upper, INFERIOR), (disc.lower, SUPERIOR)]
         rng.shuffle(sides)
         chosen = sides if rng.random() < 0.45 else sides[:1]
         forced = types[len(lesions)] if types and len(lesions) < len(types) else None

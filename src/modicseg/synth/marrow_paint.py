@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from modicseg.core.labels import BODY, LESION
+from modicseg.core.labels import BODY, INFERIOR, LESION, SUPERIOR
 
 # Ratio to the vertebra's normal marrow (median), per type and channel kind (inner part of the rule bands).
 RATIO_BANDS: dict[int, dict[str, tuple[float, float]]] = {
@@ -108,8 +108,8 @@ def paint_lesion(image: np.ndarray, labels: np.ndarray, comp: np.ndarray, body_i
     if has.sum() < 4:
         return None
     height_mm = float(np.median((top - bottom + 1)[has])) * sz
-    endplate = "superior" if rng.random() < 0.5 else "inferior"
-    dist = _endplate_distance(zz, top, bottom, endplate == "superior", sz)
+    endplate = SUPERIOR if rng.random() < 0.5 else INFERIOR
+    dist = _endplate_distance(zz, top, bottom, endplate == SUPERIOR, sz)
     # footprint: ellipse over the column area with a noisy outline
     xs, ys = np.nonzero(has)
     cx = rng.uniform(xs.min(), xs.max() + 1e-3)
