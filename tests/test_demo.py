@@ -30,3 +30,17 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys) -> None:
     assert {"T12", "L1", "L2", "L3", "L4", "L5", "S1"} <= set(levels)
     assert network["provenance"]["segmentation"]["source"] != "labels given"
     assert "generator truth" in printed and "eligibility" in printed
+    # run again into the same folder (make demo twice): one study, not two side by side
+    files = sorted(p.name for p in (out / "study" / "dicom").rglob("*") if p.is_file())
+    assert main(["demo", "-o", str(out)]) == 0
+    assert len([p for p in (out / "study" / "dicom").rglob("*") if p.is_file()]) == len(files)
+    again = json.loads((out / "analysis" / "report.json").read_text())
+    assert [les["level"] for les in again["lesions"]] == [les["level"] for les in network["lesions"]]
+
+
+def test_demo_refuses_a_study_folder_it_did_not_write(tmp_path, capsys) -> None:
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "notes.txt").write_text("a user's file")
+    assert main(["demo", "-o", str(tmp_path)]) == 2
+    assert "not a demo study" in capsys.readouterr().err
+    assert (tmp_path / "study" / "notes.txt").read_text() == "a user's file"

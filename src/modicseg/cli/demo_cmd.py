@@ -28,6 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _clear_previous_demo_study(folder: Path) -> None:
+    """Remove the study of an earlier demo run in ``folder`` (fresh UIDs each run: kept, the two
+    studies would sit side by side in one DICOM folder); refuse a folder that is not a demo study."""
+    if not folder.exists():
+        return
+    if not (folder / "truth.json").is_file() or not (folder / "dicom").is_dir():
+        from modicseg.io.errors import InputError
+
+        raise InputError(f"{folder}: exists and is not a demo study written by modicseg demo; choose another -o")
+    import shutil
+
+    shutil.rmtree(folder)
+
+
 def _truth_lines(truth: dict) -> list[str]:
     lines = []
     for lesion in truth.get("lesions", []):
@@ -43,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from modicseg.synth.demo import make_demo_study
 
     out: Path = args.output
+    _clear_previous_demo_study(out / "study")
     study = make_demo_study(out / "study", seed=args.seed)
     print(f"demo study written to {study}\n")
     buffer = io.StringIO()
