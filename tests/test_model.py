@@ -348,3 +348,31 @@ def test_shipped_model_segments_a_held_out_fat_suppressed_scan(shared_dir) -> No
     _, [row] = evaluate_cases(Segmenter.load(SHIPPED, device="cpu"), [case], level_names=True)
     assert row["dice_vertebral_body"] > 0.65, row
     assert row["levels_named_right"] == row["levels_reference"] == 5, row
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+@pytest.mark.parametrize("name", ["vb3_06", "vb3_07"])
+def test_shipped_model_reports_no_lesion_on_held_out_healthy_volunteers(name, shared_dir) -> None:
+    """Two held-out healthy volunteers (Dixon water, no Modic change expected): the analysis of the
+    shipped model's labels reports no lesion of 100 mm³ or more, and names L1-L5 like the masks.
+
+    A regression guard on two subjects where v2.0.0 holds, not a rate: over all 15 held-out healthy
+    scans v2.0.0 reports 1.6 such lesions per scan (docs/benchmarks.md, "Generalisation")."""
+    from modicseg.analysis.level_agreement import level_agreement
+    from modicseg.analysis.pipeline import analyze_images
+    from modicseg.model.cases import load_labelled_cases
+    from modicseg.model.sources import split_cases
+
+    folder = shared_dir / "real-spine-dixon"
+    if not folder.is_dir():
+        pytest.skip("../shared/real-spine-dixon not found")
+    assert name in split_cases(folder, "heldout")
+    [case] = load_labelled_cases(folder, {"sequence": "DIXON_WATER"}, include=[name])
+    torch.set_num_threads(2)
+    labels = Segmenter.load(SHIPPED, device="cpu").segment(t1=None, t2=case.t2)
+    report = analyze_images(labels, None, case.t2)
+    large = [(les.level, les.endplate, round(les.volume_mm3)) for les in report.lesions if les.volume_mm3 >= 100.0]
+    assert not large, large
+    found = level_agreement(np.asarray(labels.array), labels.affine,
+                            np.asarray(nib.load(case.info["level_map"]).dataobj), case.info["level_names"])
+    assert found["levels_named_right"] == len(case.info["level_names"]) == 5, found["per_level"]
