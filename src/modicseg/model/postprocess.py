@@ -35,12 +35,36 @@ class ColumnSettings:
         return cls(**{k: float(v) for k, v in dict(section).items()})
 
 
+def _foreground_box(foreground: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the foreground grown by ``margin`` voxels per axis, within the array."""
+    box = []
+    for axis, pad in enumerate(margin):
+        hit = np.flatnonzero(foreground.any(axis=tuple(a for a in range(foreground.ndim) if a != axis)))
+        box.append(slice(max(0, int(hit[0]) - int(pad)), min(foreground.shape[axis], int(hit[-1]) + int(pad) + 1)))
+    return tuple(box)
+
+
 def spinal_column_mask(foreground: np.ndarray, spacing: np.ndarray,
                        settings: ColumnSettings = ColumnSettings()) -> np.ndarray:
-    """The part of a boolean foreground that belongs to the spinal column (see module docstring)."""
+    """The part of a boolean foreground that belongs to the spinal column (see module docstring).
+
+    Computed in the foreground's bounding box grown by the largest distance used (plus a voxel),
+    which gives the same mask as the whole grid: every distance transform here measures to a set
+    inside that box, and the box's own faces are background (or the array border, which counts as
+    background as before).
+    """
     spacing = np.asarray(spacing, dtype=float)
     if not foreground.any():
         return foreground.copy()
+    reach_mm = (settings.gap_mm + 2.0 * settings.bridge_mm) / 2.0 + 2.0 * settings.bridge_mm
+    box = _foreground_box(foreground, np.ceil(reach_mm / spacing).astype(int) + 1)
+    column = np.zeros_like(foreground)
+    column[box] = _column_in_box(foreground[box], spacing, settings)
+    return column
+
+
+def _column_in_box(foreground: np.ndarray, spacing: np.ndarray, settings: ColumnSettings) -> np.ndarray:
+    """``spinal_column_mask`` on an array whose faces are background or the original border."""
     # erosion by a ball of bridge_mm: voxels farther than that from the background (the array
     # border counts as background)
     inside = ndimage.distance_transform_edt(np.pad(foreground, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
