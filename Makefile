@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned here (a CPU wheel is available locally); the package itself asks for torch>=2.3
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test imports lint bench clean onnx
+.PHONY: demo test imports lint bench clean onnx schemas
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ clean:
 # re-make the shipped model's ONNX export after model.pt changed (tests/test_onnx_runtime.py checks it)
 onnx: $(STAMP)
 	$(PY) scripts/export_onnx.py
+
+# re-generate docs/schemas/*.schema.json from the typed models (tests/test_report_models.py checks them)
+schemas: $(STAMP)
+	$(PY) scripts/make_schemas.py

@@ -21,6 +21,7 @@ from modicseg.batch.store import JOB_FILE, TMP_PREFIX, TRASH_PREFIX, ResultStore
 from modicseg.io.errors import InputError
 from modicseg.longitudinal.classify import change_row, summarise
 from modicseg.longitudinal.matching import LesionPair
+from modicseg.report.models import SCHEMA_VERSION, ReportDocument
 
 REPO = Path(__file__).resolve().parents[1]
 SLEEP_ENV = "MODICSEG_TEST_JOB_SLEEP"
@@ -42,21 +43,36 @@ def fake_study(job: Any, out: Path) -> dict[str, Any]:
         raise InputError(f"{study}: cannot read this study (stand-in)")
     lesions = json.loads((study / "lesions.json").read_text())
     (out / "payload.bin").write_bytes(_payload(job.job_id))
-    (out / "report.json").write_text(json.dumps({"lesions": lesions, "eligibility": {"eligible": bool(lesions)}}))
+    (out / "report.json").write_text(stand_in_report(lesions).to_json())
     return {"lesions": len(lesions)}
+
+
+def stand_in_report(lesions: list[dict[str, Any]]) -> ReportDocument:
+    """A complete report.json around the stand-in's lesions (typed: what the cohort tables read)."""
+    eligible = bool(lesions)
+    return ReportDocument.from_dict({
+        "schema_version": SCHEMA_VERSION,
+        "provenance": {"tool": "modicseg", "version": "stand-in",
+                       "segmentation": {"source": "labels given", "checkpoint_sha256": None},
+                       "grid": {"shape": [1, 1, 1], "voxel_size_mm": [1.0, 1.0, 1.0], "orientation": "RAS",
+                                "affine_ras": None}},
+        "typing": {"possible": True, "reason": None}, "vertebrae": [], "lesions": lesions,
+        "eligibility": {"eligible": eligible, "reasons": ["stand-in"],
+                        "qualifying_lesions": [les["id"] for les in lesions] if eligible else [], "criteria": {}},
+        "outputs": {"labels_seg": {"written": False, "reason": "stand-in"}}, "config": {}, "warnings": []})
 
 
 def fake_compare(job: Any, out: Path) -> dict[str, Any]:
     """Pairs lesions by level and endplate and writes a change.json like the real one."""
     time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
-    b = json.loads((job.baseline_output / "report.json").read_text())["lesions"]
-    f = json.loads((job.followup_output / "report.json").read_text())["lesions"]
-    key = lambda les: (les["level"], les["endplate"])  # noqa: E731
+    b = ReportDocument.load(job.baseline_output / "report.json").lesions
+    f = ReportDocument.load(job.followup_output / "report.json").lesions
+    key = lambda les: (les.level, les.endplate)  # noqa: E731
     fu = {key(les): les for les in f}
-    rows = [change_row(LesionPair(les["id"], fu[key(les)]["id"] if key(les) in fu else None, "vertebra+endplate"),
-                       les, fu.get(key(les)), les["level"]) for les in b]
+    rows = [change_row(LesionPair(les.id, fu[key(les)].id if key(les) in fu else None, "vertebra+endplate"),
+                       les, fu.get(key(les)), les.level) for les in b]
     base_keys = {key(les) for les in b}
-    rows += [change_row(LesionPair(None, les["id"], ""), None, les, les["level"]) for les in f
+    rows += [change_row(LesionPair(None, les.id, ""), None, les, les.level) for les in f
              if key(les) not in base_keys]
     (out / "change.json").write_text(json.dumps({"lesions": rows, "summary": summarise(rows, b, f),
                                                  "identity": {"same_patient": None}}))
@@ -69,8 +85,10 @@ def lesion(ident: int, level: str, endplate: str, kind: str, volume: float) -> d
         fractions[part] = 1.0 / len(kind.split("/"))
     return {"id": ident, "level": level, "endplate": endplate, "type": kind, "primary_type": kind.split("/")[0],
             "secondary_type": kind.split("/")[1] if "/" in kind else None, "type_fractions": fractions,
-            "unclassified_fraction": 0.0, "volume_mm3": volume, "height_fraction": volume / 10000,
-            "extent_grade": "A", "vertebra": 1}
+            "unclassified_fraction": 0.0, "volume_mm3": volume, "fraction_of_vertebral_volume": volume / 30000,
+            "craniocaudal_extent_mm": 5.0, "height_fraction": volume / 10000, "ap_depth_mm": 10.0,
+            "ap_depth_fraction": 0.3, "extent_grade": "A", "centre_ras": [0.0, 0.0, 0.0], "voxels": int(volume),
+            "vertebra": 1}
 
 
 def make_cohort(root: Path, n: int, extra: bool = True) -> Path:

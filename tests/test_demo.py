@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from modicseg.cli import main
+from modicseg.report.models import ReportDocument
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys) -> None:
@@ -20,6 +21,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys) -> None:
     for folder in ("analysis", "analysis_exact_labels"):
         written = {p.name for p in (out / folder).iterdir()}
         assert {"report.json", "qc.png", "labels.nii.gz", "labels_seg.dcm"} <= written
+        # the typed model loads the demo's report.json and writes back the same text
+        text = (out / folder / "report.json").read_text()
+        assert ReportDocument.load(out / folder / "report.json").to_json() == text
     # post-processing alone reproduces the generator's truth: levels, endplates and types
     exact = json.loads((out / "analysis_exact_labels" / "report.json").read_text())
     found = {(les["level"], les["endplate"], les["type"]) for les in exact["lesions"]}

@@ -15,6 +15,7 @@ from modicseg.longitudinal.classify import COLUMNS, turned_type2, type1_volume
 from modicseg.longitudinal.pipeline import SubjectMismatchError, compare_timepoints
 from modicseg.longitudinal.timepoint import from_report, load_timepoint
 from modicseg.longitudinal.writers import write_change
+from modicseg.report.models import Lesion, TypeFractions
 from modicseg.report.writers import write_report
 from tests.test_longitudinal_pairs import (
     BASELINE_PLUGS,
@@ -108,7 +109,8 @@ def test_classification_rules() -> None:
     assert not turned_type2({"baseline_type": "2/1", "followup_type": "2/1"})
     assert not turned_type2({"baseline_type": "1", "followup_type": "1/2"})
     assert not turned_type2({"baseline_type": "2", "followup_type": "2"})
-    lesion = {"volume_mm3": 1000.0, "unclassified_fraction": 0.1, "type_fractions": {"1": 0.5, "2": 0.5}}
+    lesion = Lesion.model_construct(volume_mm3=1000.0, unclassified_fraction=0.1,
+                                    type_fractions=TypeFractions.model_validate({"1": 0.5, "2": 0.5, "3": 0.0}))
     assert type1_volume(lesion) == pytest.approx(450.0)
     assert type1_volume(None) == 0.0
 

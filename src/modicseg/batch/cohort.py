@@ -23,7 +23,10 @@ from typing import Any
 from modicseg.batch.store import TMP_PREFIX, ResultStore, read_json, replace_folder
 from modicseg.longitudinal.change import CHANGE_JSON
 from modicseg.longitudinal.classify import COLUMNS, type1_volume
+from modicseg.report.models import ReportDocument, ReportFileError
 from modicseg.report.writers import write_csv
+
+REPORT_JSON = "report.json"
 
 TYPE_ORDER = ("1", "1/2", "2/1", "2", "2/3", "3/2", "3", "unclassified", "none")
 LESION_COLUMNS = ("subject", "timepoint", "id", "level", "endplate", "type", "primary_type", "secondary_type",
@@ -39,17 +42,26 @@ def _type_index(name: str) -> tuple[int, str]:
     return (TYPE_ORDER.index(name), name) if name in TYPE_ORDER else (len(TYPE_ORDER) - 1, name)
 
 
+def _read_report(path: Path) -> ReportDocument | None:
+    """A finished analysis's report.json, typed; None when missing or unreadable (as for change.json)."""
+    try:
+        return ReportDocument.load(path)
+    except ReportFileError:
+        return None
+
+
 def collect(store: ResultStore, plan: Any) -> dict[str, list[dict[str, Any]]]:
     """Rows of the cohort tables from the finished jobs of ``plan``."""
     lesions, changes, subjects = [], [], []
     for job in plan.studies.values():
-        report = read_json(job.output / "report.json") if store.is_done(job.job_id, job.fingerprint, job.output) \
+        report = _read_report(job.output / REPORT_JSON) if store.is_done(job.job_id, job.fingerprint, job.output) \
             else None
         if report is None:
             continue
-        eligible = (report.get("eligibility") or {}).get("eligible")
-        for les in report.get("lesions", []):
-            lesions.append({"subject": job.entry.subject, "timepoint": job.entry.timepoint, **les,
+        eligible = report.eligibility.eligible
+        for les in report.lesions:
+            lesions.append({"subject": job.entry.subject, "timepoint": job.entry.timepoint,
+                            **les.model_dump(mode="json", by_alias=True, exclude_unset=True),
                             "type1_volume_mm3": type1_volume(les), "study_eligible": eligible})
     for job in plan.compares.values():
         change = read_json(job.output / CHANGE_JSON) if store.is_done(job.job_id, job.fingerprint, job.output) \

@@ -54,15 +54,15 @@ class ChangeReport:
 
 
 def _timepoint_summary(tp: Timepoint) -> dict[str, Any]:
-    prov = tp.report.get("provenance", {}) or {}
+    provenance = tp.report.provenance
     return {
         "analysis": tp.source,
         "lesions": len(tp.lesions),
         "vertebrae": len(tp.vertebrae),
-        "levels": [v.get("level") for v in tp.vertebrae],
-        "analysis_version": prov.get("version"),
-        "segmentation": (prov.get("segmentation") or {}).get("source"),
-        "eligible": (tp.report.get("eligibility") or {}).get("eligible"),
+        "levels": [v.level for v in tp.vertebrae],
+        "analysis_version": provenance.version,
+        "segmentation": provenance.segmentation.source,
+        "eligible": tp.report.eligibility.eligible,
     }
 
 

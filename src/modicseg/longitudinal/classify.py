@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from modicseg.longitudinal.matching import LesionPair
+from modicseg.report.models import Lesion
 
 SAME, CHANGED, REGRESSED, NEW = "same type", "type change", "regressed", "new"
 NONE = "none"  # the type of an absent lesion in a transition
@@ -26,26 +27,22 @@ COLUMNS = (
 )
 
 
-def type1_volume(lesion: dict[str, Any] | None) -> float:
+def type1_volume(lesion: Lesion | None) -> float:
     """Volume (mm³) of the lesion's voxels typed 1; 0 for an absent lesion."""
-    if not lesion:
-        return 0.0
-    fractions = lesion.get("type_fractions") or {}
-    typed = 1.0 - float(lesion.get("unclassified_fraction") or 0.0)
-    return float(lesion.get("volume_mm3") or 0.0) * typed * float(fractions.get("1") or 0.0)
+    return 0.0 if lesion is None else lesion.type1_volume_mm3
 
 
-def has_type(lesion: dict[str, Any] | None, kind: str) -> bool:
+def has_type(lesion: Lesion | None, kind: str) -> bool:
     """Whether the lesion is of primary or secondary type ``kind``."""
-    return bool(lesion) and kind in (lesion.get("primary_type"), lesion.get("secondary_type"))  # type: ignore[union-attr]
+    return lesion is not None and kind in (lesion.primary_type, lesion.secondary_type)
 
 
-def status_of(baseline: dict[str, Any] | None, followup: dict[str, Any] | None) -> str:
+def status_of(baseline: Lesion | None, followup: Lesion | None) -> str:
     if baseline is None:
         return NEW
     if followup is None:
         return REGRESSED
-    return SAME if baseline.get("type") == followup.get("type") else CHANGED
+    return SAME if baseline.type == followup.type else CHANGED
 
 
 def size_change(before: float, after: float, tolerance: float = SIZE_TOLERANCE) -> str:
@@ -61,23 +58,24 @@ def _diff(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
 
-def change_row(pair: LesionPair, baseline: dict[str, Any] | None, followup: dict[str, Any] | None,
+def change_row(pair: LesionPair, baseline: Lesion | None, followup: Lesion | None,
                level: str | None) -> dict[str, Any]:
     """One row of change.csv / one entry of change.json "lesions"."""
-    vb = float(baseline["volume_mm3"]) if baseline else 0.0
-    vf = float(followup["volume_mm3"]) if followup else 0.0
-    hb = float(baseline["height_fraction"]) if baseline and baseline.get("height_fraction") is not None else None
-    hf = float(followup["height_fraction"]) if followup and followup.get("height_fraction") is not None else None
+    vb = baseline.volume_mm3 if baseline else 0.0
+    vf = followup.volume_mm3 if followup else 0.0
+    hb = baseline.height_fraction if baseline else None
+    hf = followup.height_fraction if followup else None
     if baseline is None and hb is None:
         hb = 0.0
     if followup is None and hf is None:
         hf = 0.0
     t1b, t1f = type1_volume(baseline), type1_volume(followup)
-    type_b = baseline.get("type") if baseline else NONE
-    type_f = followup.get("type") if followup else NONE
+    type_b = baseline.type if baseline else NONE
+    type_f = followup.type if followup else NONE
+    either = baseline or followup
     return {
         "level": level,
-        "endplate": (baseline or followup or {}).get("endplate"),
+        "endplate": either.endplate if either else None,
         "status": status_of(baseline, followup),
         "transition": f"{type_b} -> {type_f}",
         "baseline_type": type_b,
@@ -97,13 +95,13 @@ def change_row(pair: LesionPair, baseline: dict[str, Any] | None, followup: dict
         "height_fraction_baseline": hb,
         "height_fraction_followup": hf,
         "height_fraction_change": _diff(hf, hb),
-        "extent_grade_baseline": baseline.get("extent_grade") if baseline else None,
-        "extent_grade_followup": followup.get("extent_grade") if followup else None,
-        "followup_level": followup.get("level") if followup else None,
+        "extent_grade_baseline": baseline.extent_grade if baseline else None,
+        "extent_grade_followup": followup.extent_grade if followup else None,
+        "followup_level": followup.level if followup else None,
     }
 
 
-def summarise(rows: list[dict[str, Any]], baseline_lesions: list[dict], followup_lesions: list[dict]) -> dict:
+def summarise(rows: list[dict[str, Any]], baseline_lesions: list[Lesion], followup_lesions: list[Lesion]) -> dict:
     """Per-subject counts and type-1 volumes (the trial's imaging outcomes, per patient)."""
     t1_before = sum(type1_volume(les) for les in baseline_lesions)
     t1_after = sum(type1_volume(les) for les in followup_lesions)

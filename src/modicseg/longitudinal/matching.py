@@ -17,6 +17,7 @@ from modicseg.core.image import LabelImage
 from modicseg.core.resample import resample_to
 from modicseg.longitudinal.registration import Registration
 from modicseg.longitudinal.timepoint import Timepoint
+from modicseg.report.models import Lesion
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 MIN_CROSS_DICE = 0.2
@@ -48,38 +49,35 @@ def _overlaps(base_map: np.ndarray, moved: np.ndarray) -> dict[tuple[int, int], 
                                                                                            strict=True)}
 
 
-def _followup_key(lesion: dict, registration: Registration, base_by_level: dict[str, int]) -> int | None:
+def _followup_key(lesion: Lesion, registration: Registration, base_by_level: dict[str, int]) -> int | None:
     inverse = {f: b for b, f in registration.vertebra_pairs.items()}
-    vertebra = int(lesion["vertebra"])
-    if vertebra in inverse:
-        return inverse[vertebra]
-    return base_by_level.get(lesion.get("level") or "")
+    if lesion.vertebra in inverse:
+        return inverse[lesion.vertebra]
+    return base_by_level.get(lesion.level or "")
 
 
-def _registered_centre(lesion: dict, registration: Registration) -> np.ndarray | None:
-    if lesion.get("centre_ras") is None:
-        return None
+def _registered_centre(lesion: Lesion, registration: Registration) -> np.ndarray | None:
     inverse = registration.transform.GetInverse()
-    lps = np.asarray(lesion["centre_ras"], float) * _LPS
+    lps = np.asarray(lesion.centre_ras, float) * _LPS
     return np.asarray(inverse.TransformPoint([float(v) for v in lps])) * _LPS
 
 
 def match_lesions(baseline: Timepoint, followup: Timepoint, registration: Registration) -> list[LesionPair]:
     """One-to-one pairs, then regressed baseline lesions, then new follow-up lesions."""
     overlaps = _overlaps(baseline.lesion_map, moved_lesion_map(baseline, followup, registration))
-    base_by_level = {v["level"]: int(v["label"]) for v in baseline.vertebrae if v.get("level")}
-    base = {int(les["id"]): les for les in baseline.lesions}
-    follow = {int(les["id"]): les for les in followup.lesions}
+    base_by_level = {v.level: v.label for v in baseline.vertebrae if v.level}
+    base = {les.id: les for les in baseline.lesions}
+    follow = {les.id: les for les in followup.lesions}
     centres = {f: _registered_centre(les, registration) for f, les in follow.items()}
     candidates = []
     for b, bl in base.items():
         for f, fl in follow.items():
-            same_place = (int(bl["vertebra"]) == _followup_key(fl, registration, base_by_level)
-                          and bl.get("endplate") == fl.get("endplate"))
+            same_place = (bl.vertebra == _followup_key(fl, registration, base_by_level)
+                          and bl.endplate == fl.endplate)
             dice = overlaps.get((b, f), 0.0)
             distance = None
-            if bl.get("centre_ras") is not None and centres[f] is not None:
-                distance = float(np.linalg.norm(np.asarray(bl["centre_ras"], float) - centres[f]))
+            if centres[f] is not None:
+                distance = float(np.linalg.norm(np.asarray(bl.centre_ras, float) - centres[f]))
             if same_place:
                 candidates.append((0, -dice, distance if distance is not None else 1e9, b, f, "vertebra+endplate"))
             elif dice >= MIN_CROSS_DICE:

@@ -19,6 +19,7 @@ from modicseg.longitudinal.matching import match_lesions
 from modicseg.longitudinal.registration import register_followup
 from modicseg.longitudinal.timepoint import Timepoint, from_report, is_analysis_folder, load_timepoint
 from modicseg.longitudinal.writers import write_change
+from modicseg.report.models import Lesion
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,10 @@ def resolve(side: Side, config: Any = None, model: Any = None) -> tuple[Timepoin
     return from_report(report, path), report
 
 
-def _level_of_followup(lesion: dict, baseline: Timepoint, pairs: dict[int, int]) -> str | None:
+def _level_of_followup(lesion: Lesion, baseline: Timepoint, pairs: dict[int, int]) -> str | None:
     inverse = {f: b for b, f in pairs.items()}
-    vertebra = baseline.vertebra(inverse[int(lesion["vertebra"])]) if int(lesion["vertebra"]) in inverse else None
-    return (vertebra or {}).get("level") or lesion.get("level")
+    vertebra = baseline.vertebra(inverse[lesion.vertebra]) if lesion.vertebra in inverse else None
+    return (vertebra.level if vertebra is not None else None) or lesion.level
 
 
 def _order(row: dict[str, Any]) -> tuple:
@@ -110,7 +111,7 @@ def compare_timepoints(baseline: Timepoint, followup: Timepoint, same: bool | No
     for pair in pairs:
         b = baseline.lesion(pair.baseline_id) if pair.baseline_id is not None else None
         f = followup.lesion(pair.followup_id) if pair.followup_id is not None else None
-        level = b.get("level") if b else _level_of_followup(f, baseline, registration.vertebra_pairs)  # type: ignore[arg-type]
+        level = b.level if b else _level_of_followup(f, baseline, registration.vertebra_pairs)  # type: ignore[arg-type]
         rows.append(change_row(pair, b, f, level))
     rows.sort(key=_order)
     warnings = list(registration.warnings)

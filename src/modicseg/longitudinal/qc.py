@@ -52,15 +52,12 @@ def _panel(array: np.ndarray, image: Image, centre_ras: np.ndarray) -> tuple[np.
 
 def _row_centre(row: dict[str, Any], change: ChangeReport) -> np.ndarray | None:
     if row.get("baseline_id") is not None:
-        centre = change.baseline.lesion(row["baseline_id"]).get("centre_ras")
-        if centre is not None:
-            return np.asarray(centre, float)
+        return np.asarray(change.baseline.lesion(row["baseline_id"]).centre_ras, float)
     if row.get("followup_id") is not None:
-        centre = change.followup.lesion(row["followup_id"]).get("centre_ras")
-        if centre is not None:
-            inverse = change.registration.transform.GetInverse()
-            lps = np.asarray(centre, float) * [-1, -1, 1]
-            return np.asarray(inverse.TransformPoint([float(x) for x in lps])) * [-1, -1, 1]
+        centre = change.followup.lesion(row["followup_id"]).centre_ras
+        inverse = change.registration.transform.GetInverse()
+        lps = np.asarray(centre, float) * [-1, -1, 1]
+        return np.asarray(inverse.TransformPoint([float(x) for x in lps])) * [-1, -1, 1]
     return None
 
 

@@ -25,6 +25,7 @@ from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.core.labels import BODY_VALUES, STRUCTURE_VALUES
 from modicseg.core.resample import resample_to
 from modicseg.longitudinal.timepoint import Timepoint
+from modicseg.report.models import Vertebra
 
 _D = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 
@@ -79,9 +80,8 @@ def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return rotation, ct - rotation @ cs
 
 
-def _landmarks(vertebrae: list[dict[str, Any]]) -> dict[int, tuple[np.ndarray, bool, str | None]]:
-    return {int(v["label"]): (np.asarray(v["centre_ras"], float), bool(v.get("truncated")), v.get("level"))
-            for v in vertebrae if v.get("centre_ras") is not None}
+def _landmarks(vertebrae: list[Vertebra]) -> dict[int, tuple[np.ndarray, bool, str | None]]:
+    return {v.label: (np.asarray(v.centre_ras, float), v.truncated, v.level) for v in vertebrae}
 
 
 def _fit(base: dict, follow: dict, shift: int) -> tuple[np.ndarray, np.ndarray, float, int, float] | None:

@@ -8,7 +8,6 @@ stage's own functions and the report's configuration, and checked against the re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import numpy as np
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.io.errors import InputError
-from modicseg.report.writers import report_dict
+from modicseg.report.models import Lesion, ReportDocument, Vertebra
+from modicseg.report.writers import report_document
 
 REPORT_FILE = "report.json"
 LABELS_FILE = "labels.nii.gz"
@@ -34,9 +34,9 @@ T2_FILES = ("t2.nii.gz", "T2w.nii.gz", "study_T2w.nii.gz", "reference.nii.gz")
 class Timepoint:
     """What ``compare`` needs of one analysed study."""
 
-    report: dict[str, Any]  # content of report.json
+    report: ReportDocument  # report.json, typed
     labels: LabelImage  # 0 background, 1 body, 2 disc, 3 lesion
-    lesion_map: np.ndarray  # 0 none, i = lesion id i (ids of report["lesions"])
+    lesion_map: np.ndarray  # 0 none, i = lesion id i (ids of report.lesions)
     instances: np.ndarray  # 0 none, i = vertebra label i
     types: LabelImage | None = None
     t2: ScalarImage | None = None  # reference image on the label grid (T2, or T1 without T2)
@@ -44,24 +44,24 @@ class Timepoint:
     study_path: Path | None = None  # the study it came from, when known (identity check)
 
     @property
-    def lesions(self) -> list[dict[str, Any]]:
-        return list(self.report.get("lesions", []))
+    def lesions(self) -> list[Lesion]:
+        return list(self.report.lesions)
 
     @property
-    def vertebrae(self) -> list[dict[str, Any]]:
-        return list(self.report.get("vertebrae", []))
+    def vertebrae(self) -> list[Vertebra]:
+        return list(self.report.vertebrae)
 
-    def lesion(self, lesion_id: int) -> dict[str, Any]:
-        return next(les for les in self.lesions if int(les["id"]) == int(lesion_id))
+    def lesion(self, lesion_id: int) -> Lesion:
+        return self.report.lesion(lesion_id)
 
-    def vertebra(self, label: int) -> dict[str, Any] | None:
-        return next((v for v in self.vertebrae if int(v["label"]) == int(label)), None)
+    def vertebra(self, label: int) -> Vertebra | None:
+        return self.report.vertebra(label)
 
 
 def from_report(report: Any, study_path: Path | None = None) -> Timepoint:
     """A time point from an in-memory analysis Report."""
     reference = report.t2 if report.t2 is not None else report.t1
-    return Timepoint(report=report_dict(report), labels=report.labels, lesion_map=np.asarray(report.lesion_map),
+    return Timepoint(report=report_document(report), labels=report.labels, lesion_map=np.asarray(report.lesion_map),
                      instances=np.asarray(report.instances), types=report.types, t2=reference,
                      source="analysed", study_path=study_path)
 
@@ -86,15 +86,12 @@ def load_timepoint(folder: str | Path, t2: ScalarImage | None = None,
     folder = Path(folder)
     if not is_analysis_folder(folder):
         raise InputError(f"{folder}: not an analysis folder (needs {REPORT_FILE} and {LABELS_FILE})")
-    try:
-        report = json.loads((folder / REPORT_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{folder / REPORT_FILE}: cannot read ({exc})") from None
+    report = ReportDocument.load(folder / REPORT_FILE)  # ReportFileError (an InputError) names the file and field
     labels = load_nifti(folder / LABELS_FILE, LabelImage)
     types = load_nifti(folder / TYPES_FILE, LabelImage) if (folder / TYPES_FILE).is_file() else None
     maps = _saved_maps(folder, labels, report)
     if maps is None:
-        config = AnalysisConfig.from_dict(report.get("config"), source=str(folder / REPORT_FILE))
+        config = AnalysisConfig.from_dict(report.config, source=str(folder / REPORT_FILE))
         array = np.asarray(labels.array)
         vset = find_vertebrae(array, labels.affine, config.vertebrae)
         lset = find_lesions(array, labels.affine, vset, config.lesions)
@@ -113,7 +110,7 @@ def load_timepoint(folder: str | Path, t2: ScalarImage | None = None,
                      types=types, t2=t2, source="reused", study_path=study_path)  # type: ignore[arg-type]
 
 
-def _saved_maps(folder: Path, labels: LabelImage, report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+def _saved_maps(folder: Path, labels: LabelImage, report: ReportDocument) -> tuple[np.ndarray, np.ndarray] | None:
     """(lesion map, instances) saved next to the analysis, when present and consistent with it."""
     if not ((folder / LESION_MAP_FILE).is_file() and (folder / INSTANCES_FILE).is_file()):
         return None
@@ -123,18 +120,17 @@ def _saved_maps(folder: Path, labels: LabelImage, report: dict[str, Any]) -> tup
         return None
     ids = set(np.unique(lesion_map.array).tolist()) - {0}
     labels_found = set(np.unique(instances.array).tolist()) - {0}
-    if ids != {int(les["id"]) for les in report.get("lesions", [])} or \
-            labels_found != {int(v["label"]) for v in report.get("vertebrae", [])}:
+    if ids != {les.id for les in report.lesions} or labels_found != {v.label for v in report.vertebrae}:
         return None
     return np.asarray(lesion_map.array), np.asarray(instances.array)
 
 
-def _check_consistent(report: dict[str, Any], vset: Any, lset: Any, folder: Path) -> None:
-    lesions = report.get("lesions", [])
-    if len(lesions) != len(lset.lesions) or len(report.get("vertebrae", [])) != len(vset.vertebrae):
+def _check_consistent(report: ReportDocument, vset: Any, lset: Any, folder: Path) -> None:
+    lesions = report.lesions
+    if len(lesions) != len(lset.lesions) or len(report.vertebrae) != len(vset.vertebrae):
         raise InputError(f"{folder}: {LABELS_FILE} does not reproduce the lesions of {REPORT_FILE} "
                          "(was it edited? re-run the analysis)")
     for record, lesion in zip(lesions, lset.lesions, strict=True):
-        centre = np.asarray(record.get("centre_ras") or lesion.centre_ras, dtype=float)
-        if int(record["id"]) != lesion.id or np.linalg.norm(centre - lesion.centre_ras) > 1.0:
-            raise InputError(f"{folder}: lesion {record['id']} of {REPORT_FILE} does not match {LABELS_FILE}")
+        centre = np.asarray(record.centre_ras, dtype=float)
+        if record.id != lesion.id or np.linalg.norm(centre - lesion.centre_ras) > 1.0:
+            raise InputError(f"{folder}: lesion {record.id} of {REPORT_FILE} does not match {LABELS_FILE}")

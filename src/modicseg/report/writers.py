@@ -9,7 +9,6 @@ images analysed, on the same reference grid: what ``review pack`` shows a reader
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import warnings
@@ -22,7 +21,7 @@ from modicseg.analysis.config import EXTENT_DEFINITIONS
 from modicseg.core.convert import save_nifti
 from modicseg.core.labels import ENDPLATES, MODIC_TYPES
 from modicseg.io.atomic import atomic_output_dir
-from modicseg.report.schema import SCHEMA_VERSION
+from modicseg.report.models import SCHEMA_VERSION, ReportDocument
 
 if TYPE_CHECKING:
     from modicseg.analysis.result import Report
@@ -84,8 +83,13 @@ def report_dict(report: Report) -> dict[str, Any]:
     })
 
 
+def report_document(report: Report) -> ReportDocument:
+    """report.json as its typed model (:class:`modicseg.report.models.ReportDocument`)."""
+    return ReportDocument.from_dict(report_dict(report), source="report.json")
+
+
 def _clean(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays to Python, floats rounded, NaN to None."""
+    """JSON-ready: numpy scalars and arrays of the in-memory result to Python, floats rounded, NaN to None."""
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -175,6 +179,6 @@ def write_report(report: Report, folder: str | Path, qc: bool = True, dicom_seg:
 
         if validating():
             validate_report(data)
-        (tmp / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "report.json").write_text(ReportDocument.from_dict(data, source=folder / "report.json").to_json())
         names.append("report.json")
     return [folder / name for name in names]

@@ -8,13 +8,13 @@ body).  Layer names never carry file or folder names.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modicseg.core.labels import BODY, LESION
+from modicseg.report.models import ReportDocument, ReportFileError
 from modicseg.review.codes import ANATOMY_COLOURS, CODE_COLOURS
 from modicseg.review.pack import lesion_codes
 from modicseg.review.package import Case, is_case_folder
@@ -93,13 +93,13 @@ def read_analysis(path: str | Path) -> list[LayerData]:
     lesions = grid.to_display(lesion_codes(array, types))
     marks = []
     try:
-        report = json.loads((folder / REPORT).read_text())
-        for v in report.get("vertebrae", []):
-            if v.get("level") and v.get("centre_ras"):
-                index = grid.world_to_display(np.asarray([v["centre_ras"]]))[0]
-                marks.append(LevelMark(v["level"], float(index[1]), float(index[2]), float(index[0])))
-    except (OSError, json.JSONDecodeError):
-        pass
+        report = ReportDocument.load(folder / REPORT)
+    except ReportFileError:  # the images still open, without level names
+        report = None
+    for v in report.vertebrae if report is not None else []:
+        if v.level:
+            index = grid.world_to_display(np.asarray([v.centre_ras]))[0]
+            marks.append(LevelMark(v.level, float(index[1]), float(index[2]), float(index[0])))
     return layer_data(images, anatomy, lesions, grid.scale, marks)
 
 

@@ -36,6 +36,7 @@ from modicseg.core.resample import resample_to
 from modicseg.core.version import __version__
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.io.errors import InputError
+from modicseg.report.models import ReportDocument
 from modicseg.report.schema import validate_case, validating
 from modicseg.review.codes import code_of_type
 from modicseg.review.key import KeyEntry, check_outside, default_key_path, write_key
@@ -92,19 +93,14 @@ def case_codes(count: int, rng: random.Random) -> list[str]:
     return codes
 
 
-def _load_report(source: StudySource) -> dict[str, Any]:
-    try:
-        report = json.loads(source.report.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{source.report}: cannot read report ({exc})") from None
-    if not isinstance(report, dict):
-        raise InputError(f"{source.report}: not a report")
-    return report
+def _load_report(source: StudySource) -> ReportDocument:
+    """The analysis's report.json, typed (ReportFileError, an InputError, names the file and field)."""
+    return ReportDocument.load(source.report)
 
 
-def _config(report: dict[str, Any], source: StudySource, notes: list[str]) -> AnalysisConfig:
+def _config(report: ReportDocument, source: StudySource, notes: list[str]) -> AnalysisConfig:
     try:
-        return AnalysisConfig.from_dict(report.get("config"), source=str(source.report))
+        return AnalysisConfig.from_dict(report.config, source=str(source.report))
     except InputError as exc:
         notes.append(f"{source.folder.name}: report configuration not usable ({exc}); defaults used")
         return AnalysisConfig()
@@ -114,8 +110,8 @@ def _on_grid(image: Image, grid: Image) -> Image:
     return image if image.same_grid(grid) else resample_to(image, grid)
 
 
-def _level_names(report: dict[str, Any], count: int, config: AnalysisConfig) -> list[str | None]:
-    reported = [v.get("level") for v in sorted(report.get("vertebrae", []), key=lambda v: v.get("label", 0))]
+def _level_names(report: ReportDocument, count: int, config: AnalysisConfig) -> list[str | None]:
+    reported = [v.level for v in sorted(report.vertebrae, key=lambda v: v.label)]
     if len(reported) == count and all(reported):
         return [parse_level(name) for name in reported]
     lowest = reported[-1] if reported and reported[-1] else config.vertebrae.lowest_level
@@ -135,8 +131,13 @@ def lesion_codes(labels: np.ndarray, types: np.ndarray | None) -> np.ndarray:
     return codes
 
 
-def _model_lesions(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{k: les.get(k) for k in LESION_FIELDS if k in les} for les in report.get("lesions", [])]
+def _model_lesions(report: ReportDocument) -> list[dict[str, Any]]:
+    """The report's lesions as a case lists them (LESION_FIELDS, in that order, those the report has)."""
+    lesions = []
+    for lesion in report.lesions:
+        fields = lesion.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        lesions.append({k: fields[k] for k in LESION_FIELDS if k in fields})
+    return lesions
 
 
 def _images(source: StudySource) -> dict[str, Image]:
@@ -176,11 +177,11 @@ def build_case(source: StudySource, code: str, out: Path) -> list[str]:
 
     model = _model_lesions(report)
     rows = lesion_rows(codes, affine, vset, config)
-    if len(rows) == len(model) and all((r.level, r.endplate) == (m.get("level"), m.get("endplate"))
-                                       for r, m in zip(rows, model, strict=True)):
-        for row, lesion in zip(rows, model, strict=True):
-            if lesion.get("type") and row.type != lesion["type"]:
-                codes.ravel()[row.flat_index] = code_of_type(lesion["type"])  # show the reported type
+    if len(rows) == len(report.lesions) and all((r.level, r.endplate) == (m.level, m.endplate)
+                                                for r, m in zip(rows, report.lesions, strict=True)):
+        for row, lesion in zip(rows, report.lesions, strict=True):
+            if row.type != lesion.type:
+                codes.ravel()[row.flat_index] = code_of_type(lesion.type)  # show the reported type
     else:
         notes.append(f"case {code}: the label map gives {len(rows)} lesion(s), the report lists {len(model)}")
 
@@ -190,15 +191,15 @@ def build_case(source: StudySource, code: str, out: Path) -> list[str]:
         write_blinded_nifti(image, out / CASE_IMAGES[role])
     for name, values in (("anatomy", anatomy), ("vertebrae", vset.instances), ("lesions", codes)):
         write_blinded_nifti(LabelImage(np.asarray(values, dtype=np.uint8), affine.copy()), out / CASE_LABELS[name])
-    eligibility = report.get("eligibility") or {}
+    eligibility = report.eligibility
     info = {
         "format": CASE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "code": code,
         "shape": list(labels.shape), "voxel_size_mm": [round(float(v), 6) for v in labels.spacing],
         "vertebrae": [vertebra_record(v) for v in vset.vertebrae],
         "model": {"lesions": model,
-                  "eligibility": {"eligible": eligibility.get("eligible"),
-                                  **({"status": str(eligibility["status"])} if "status" in eligibility else {}),
-                                  "reasons": [str(r) for r in eligibility.get("reasons", [])]}},
+                  "eligibility": {"eligible": eligibility.eligible,
+                                  **({"status": eligibility.status} if eligibility.status is not None else {}),
+                                  "reasons": list(eligibility.reasons)}},
         "config": config.to_dict(),
         "files": {**{r: CASE_IMAGES[r] for r in images}, **CASE_LABELS},
     }
