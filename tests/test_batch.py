@@ -21,7 +21,7 @@ from modicseg.batch.store import JOB_FILE, TMP_PREFIX, TRASH_PREFIX, ResultStore
 from modicseg.io.errors import InputError
 from modicseg.longitudinal.classify import change_row, summarise
 from modicseg.longitudinal.matching import LesionPair
-from modicseg.report.models import SCHEMA_VERSION, ReportDocument
+from modicseg.report.models import CHANGE_SCHEMA_VERSION, SCHEMA_VERSION, ChangeDocument, ReportDocument
 
 REPO = Path(__file__).resolve().parents[1]
 SLEEP_ENV = "MODICSEG_TEST_JOB_SLEEP"
@@ -74,8 +74,14 @@ def fake_compare(job: Any, out: Path) -> dict[str, Any]:
     base_keys = {key(les) for les in b}
     rows += [change_row(LesionPair(None, les.id, ""), None, les, les.level) for les in f
              if key(les) not in base_keys]
-    (out / "change.json").write_text(json.dumps({"lesions": rows, "summary": summarise(rows, b, f),
-                                                 "identity": {"same_patient": None}}))
+    change = {"schema_version": CHANGE_SCHEMA_VERSION, "tool": {"name": "modicseg", "version": "stand-in"},
+              "subject": job.subject, "identity": {"same_patient": None},
+              **{side: {"analysis": "reused", "lesions": len(les), "vertebrae": 0, "levels": [], "eligible": None}
+                 for side, les in (("baseline", b), ("followup", f))},
+              "registration": {"method": "-", "affine_ras": [[float(i == j) for j in range(4)] for i in range(4)],
+                               "rotation_deg": 0.0, "translation_mm": 0.0},
+              "summary": summarise(rows, b, f), "lesions": rows, "definitions": {}, "warnings": []}
+    (out / "change.json").write_text(ChangeDocument.from_dict(change).to_json())
     return {"rows": len(rows)}
 
 

@@ -15,7 +15,7 @@ from modicseg.longitudinal.classify import COLUMNS, turned_type2, type1_volume
 from modicseg.longitudinal.pipeline import SubjectMismatchError, compare_timepoints
 from modicseg.longitudinal.timepoint import from_report, load_timepoint
 from modicseg.longitudinal.writers import write_change
-from modicseg.report.models import Lesion, TypeFractions
+from modicseg.report.models import ChangeDocument, Lesion, TypeFractions
 from modicseg.report.writers import write_report
 from tests.test_longitudinal_pairs import (
     BASELINE_PLUGS,
@@ -71,6 +71,7 @@ def test_compare_classifies_every_evolution_and_recovers_the_motion(reports, tmp
     from modicseg.report.schema import validate_change
 
     validate_change(data)  # (the writer validated it too: the suite sets MODICSEG_VALIDATE_OUTPUTS)
+    assert ChangeDocument.load(tmp_path / "change.json").to_dict() == data  # the typed model reads it whole
     broken = json.loads(json.dumps(data))
     broken["lesions"][0]["status"] = "new" if broken["lesions"][0]["status"] != "new" else "same type"
     with pytest.raises(jsonschema.ValidationError):

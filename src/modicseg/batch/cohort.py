@@ -18,15 +18,16 @@ import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from modicseg.batch.store import TMP_PREFIX, ResultStore, read_json, replace_folder
+from modicseg.batch.store import TMP_PREFIX, ResultStore, replace_folder
 from modicseg.longitudinal.change import CHANGE_JSON
 from modicseg.longitudinal.classify import COLUMNS, type1_volume
-from modicseg.report.models import ReportDocument, ReportFileError
+from modicseg.report.models import ChangeDocument, ReportDocument, ReportFileError
 from modicseg.report.writers import write_csv
 
 REPORT_JSON = "report.json"
+D = TypeVar("D", ReportDocument, ChangeDocument)
 
 TYPE_ORDER = ("1", "1/2", "2/1", "2", "2/3", "3/2", "3", "unclassified", "none")
 LESION_COLUMNS = ("subject", "timepoint", "id", "level", "endplate", "type", "primary_type", "secondary_type",
@@ -42,10 +43,10 @@ def _type_index(name: str) -> tuple[int, str]:
     return (TYPE_ORDER.index(name), name) if name in TYPE_ORDER else (len(TYPE_ORDER) - 1, name)
 
 
-def _read_report(path: Path) -> ReportDocument | None:
-    """A finished analysis's report.json, typed; None when missing or unreadable (as for change.json)."""
+def _read(model: type[D], path: Path) -> D | None:
+    """A finished job's report.json or change.json, typed; None when missing or unreadable."""
     try:
-        return ReportDocument.load(path)
+        return model.load(path)
     except ReportFileError:
         return None
 
@@ -54,8 +55,8 @@ def collect(store: ResultStore, plan: Any) -> dict[str, list[dict[str, Any]]]:
     """Rows of the cohort tables from the finished jobs of ``plan``."""
     lesions, changes, subjects = [], [], []
     for job in plan.studies.values():
-        report = _read_report(job.output / REPORT_JSON) if store.is_done(job.job_id, job.fingerprint, job.output) \
-            else None
+        report = _read(ReportDocument, job.output / REPORT_JSON) \
+            if store.is_done(job.job_id, job.fingerprint, job.output) else None
         if report is None:
             continue
         eligible = report.eligibility.eligible
@@ -64,17 +65,16 @@ def collect(store: ResultStore, plan: Any) -> dict[str, list[dict[str, Any]]]:
                             **les.model_dump(mode="json", by_alias=True, exclude_unset=True),
                             "type1_volume_mm3": type1_volume(les), "study_eligible": eligible})
     for job in plan.compares.values():
-        change = read_json(job.output / CHANGE_JSON) if store.is_done(job.job_id, job.fingerprint, job.output) \
-            else None
+        change = _read(ChangeDocument, job.output / CHANGE_JSON) \
+            if store.is_done(job.job_id, job.fingerprint, job.output) else None
         if change is None:
             continue
         where = {"subject": job.subject, "baseline_timepoint": job.baseline.timepoint,
                  "followup_timepoint": job.followup.timepoint}
-        changes += [{**where, **row} for row in change.get("lesions", [])]
-        subjects.append({**where, **change.get("summary", {}),
-                         "same_patient": (change.get("identity") or {}).get("same_patient"),
-                         "registration_body_dice": ((change.get("registration") or {}).get("body_dice") or {})
-                         .get("chosen")})
+        changes += [{**where, **row.model_dump(mode="json", exclude_unset=True)} for row in change.lesions]
+        subjects.append({**where, **change.summary.model_dump(mode="json", exclude_unset=True),
+                         "same_patient": change.identity.same_patient,
+                         "registration_body_dice": (change.registration.body_dice or {}).get("chosen")})
     return {"lesions": lesions, "changes": changes, "subjects": subjects}
 
 

@@ -375,7 +375,6 @@ class LesionChange(_Model):
     """One baseline/follow-up lesion pair of change.json."""
 
     level: Level
-    followup_level: Level = None
     endplate: Endplate | None
     status: Literal["same type", "type change", "regressed", "new"]
     transition: str = Field(pattern=r"^\S+ -> \S+$")
@@ -398,6 +397,7 @@ class LesionChange(_Model):
     height_fraction_change: float | None = None
     extent_grade_baseline: ExtentGrade | None = None
     extent_grade_followup: ExtentGrade | None = None
+    followup_level: Level = None
 
 
 class ChangeDocument(_Document):
