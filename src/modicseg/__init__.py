@@ -3,7 +3,7 @@
 from modicseg.core.version import __version__ as __version__
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str):
     """Lazy top-level API: ``modicseg.analyze(study) -> Report``, ``modicseg.write_report(report, folder)``."""
     if name == "analyze":
         from modicseg.pipeline import analyze

@@ -21,13 +21,22 @@ from modicseg.core.labels import ENDPLATES
 
 
 class LesionLike(Protocol):
-    id: int
-    level: str | None
-    endplate: str | None
-    type: str
-    primary_type: str | None
-    secondary_type: str | None
-    height_fraction: float
+    """What eligibility reads of a lesion (read-only, so a record with narrower types fits too)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def level(self) -> str | None: ...
+    @property
+    def endplate(self) -> str | None: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def primary_type(self) -> str | None: ...
+    @property
+    def secondary_type(self) -> str | None: ...
+    @property
+    def height_fraction(self) -> float: ...
     # optional: height_fraction_uncertainty (float | None), one voxel along the axis / height
 
 

@@ -126,9 +126,9 @@ def chord(values: np.ndarray, affine: np.ndarray, origin: np.ndarray, direction:
     if not inside.any():
         return None
     edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
-    starts = [0] if inside[0] else []
+    starts: list[int] = [0] if inside[0] else []
     stops: list[int] = []
-    for e in edges:
+    for e in edges.tolist():  # Python ints: indices only
         (starts if not inside[e] else stops).append(e + 1 if not inside[e] else e)
     if inside[-1]:
         stops.append(len(s) - 1)

@@ -43,7 +43,7 @@ def level_agreement(labels: np.ndarray, affine: np.ndarray, reference: np.ndarra
     both = (ref_index >= 0) & (vset.instances > 0)
     overlap = np.zeros((len(values), n_pred + 1), dtype=np.int64)
     np.add.at(overlap, (ref_index[both], vset.instances[both]), 1)
-    per_level = []
+    per_level: list[dict[str, Any]] = []
     for v in values:
         row = overlap[index[v]]
         name = reference_levels[v]

@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -79,7 +79,7 @@ def _read_label_file(path: Path) -> LabelImage:
     if not path.is_file():
         raise InputError(f"{path}: label map is not a regular file")
     try:
-        nii = nib.load(str(path))
+        nii = cast("nib.Nifti1Image", nib.load(str(path)))  # typed as any FileBasedImage; a NIfTI file
     except Exception as exc:  # not NIfTI, not gzip, truncated header: nibabel raises many kinds
         raise InputError(f"{path}: cannot read label map: not a readable NIfTI file "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -99,7 +99,7 @@ def _read_label_file(path: Path) -> LabelImage:
         if fractional.size:
             raise InputError(f"{path}: label map holds non-integer values (e.g. {float(fractional.flat[0]):g}); "
                              f"expected {LABEL_MEANING}")
-    return from_nibabel(nii, kind=LabelImage)  # type: ignore[return-value]
+    return from_nibabel(nii, kind=LabelImage)
 
 
 def _labelled_share_inside(labels: LabelImage, grid: ScalarImage) -> tuple[float, float]:
@@ -209,12 +209,16 @@ def prepare_study(study: Study | StudyRequest | str | Path, register: str = "aut
             raise no_image_error(opened.scan)
         raise SelectionError("no T1 or T2 image given (--t1 FILE, --t2 FILE)")
     notes: list[str] = list(opened.warnings)
+    t1: ScalarImage | None
+    t2: ScalarImage | None
     if opened.t1 is not None and opened.t2 is not None:
         t1, t2 = t1_on_t2_grid(opened, register=register)
         grid: ScalarImage = t2
     else:
         t1, t2 = opened.t1, opened.t2
-        grid = t2 if t2 is not None else t1  # type: ignore[assignment]
+        either = t2 if t2 is not None else t1
+        assert either is not None  # refused above when neither is given
+        grid = either
     reference_role = "t2" if t2 is not None else "t1"
     return PreparedStudy(opened, t1, t2, grid, reference_role, notes)
 
@@ -314,8 +318,8 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
     names = name_levels(len(vset.vertebrae), lowest, lumbar)
     if lumbar != 5:
         notes.append(f"levels named for a spine with {lumbar} lumbar vertebrae, counted up from {lowest}")
-    for vertebra, name in zip(vset.vertebrae, names, strict=True):
-        vertebra.level = name
+    for vertebra, level_name in zip(vset.vertebrae, names, strict=True):
+        vertebra.level = level_name
     notes.extend(_check_sacrum(vset, lowest, lowest_level is not None, cfg.vertebrae))
     if not vset.vertebrae:
         notes.append("no vertebral body found in the label map")
@@ -351,6 +355,7 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
     for lesion in lset.lesions:
         vertebra = vset.by_label(lesion.vertebra)
         if typing_possible:
+            assert t1_array is not None and t2_array is not None  # typing_possible: both images given
             index = tuple(lesion.ijk.T)
             lesion_depth = None if depth is None else depth[index]
             outside_ijk = None if outside is None else np.stack(np.unravel_index(outside[index], array.shape), axis=1)

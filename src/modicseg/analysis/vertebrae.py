@@ -126,7 +126,7 @@ def _split_by_discs(points: np.ndarray, discs: list[Disc], min_fraction: float) 
     while changed:
         changed = False
         for disc in discs:
-            new_parts = []
+            new_parts: list[np.ndarray] = []
             for part in parts:
                 if len(part) == 0:
                     continue

@@ -17,6 +17,7 @@ import json
 import shutil
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,7 +86,7 @@ def transition_matrix(changes: list[dict[str, Any]]) -> tuple[list[str], list[st
     return types, types, [[counts.get((b, f), 0) for f in types] for b in types]
 
 
-def _matrix_rows(rows: list[str], cols: list[str], matrix: list[list[float]], proportions: bool) -> list[dict]:
+def _matrix_rows(rows: list[str], cols: list[str], matrix: Sequence[Sequence[float]], proportions: bool) -> list[dict]:
     out = []
     for name, values in zip(rows, matrix, strict=True):
         total = sum(values)
@@ -133,8 +134,8 @@ def _figures(folder: Path, rows: list[str], cols: list[str], matrix: list[list[i
 
     ordered = sorted(subjects, key=lambda s: s.get("type1_volume_change_mm3") or 0.0)
     fig, ax = plt.subplots(figsize=(max(5, 0.12 * len(ordered) + 3), 3.5))
-    values = [s.get("type1_volume_change_mm3") or 0.0 for s in ordered]
-    ax.bar(range(len(values)), values, color=["#2b83ba" if v < 0 else "#d7191c" for v in values])
+    volumes = [s.get("type1_volume_change_mm3") or 0.0 for s in ordered]
+    ax.bar(range(len(volumes)), volumes, color=["#2b83ba" if v < 0 else "#d7191c" for v in volumes])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("subjects (sorted)")
     ax.set_ylabel("type-1 volume change (mm³)")

@@ -23,7 +23,7 @@ class InlineExecutor(cf.Executor):
     generation = 0
     capacity = 1
 
-    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> cf.Future:  # type: ignore[override]
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> cf.Future:
         future: cf.Future = cf.Future()
         try:
             future.set_result(fn(*args, **kwargs))

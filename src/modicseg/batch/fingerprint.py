@@ -53,7 +53,7 @@ def _regular(path: Path) -> bool:
 def _walk(path: Path) -> list[Path]:
     if not path.is_dir():
         return [path] if _regular(path) else []
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".tmp-"))
         files.extend(f for f in (Path(dirpath) / name for name in sorted(filenames)) if _regular(f))

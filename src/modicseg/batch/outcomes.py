@@ -121,21 +121,21 @@ def gather(outdir: Path, arms: dict[str, str]) -> tuple[dict[str, ArmData], dict
         s = row["subject"]
         if s not in arms or followup.get(s) != row["followup_timepoint"]:
             continue
-        arm = data[arms[s]]
-        arm.subjects_compared += 1
+        arm_data = data[arms[s]]
+        arm_data.subjects_compared += 1
         type1 = [r for r in rows_by_subject[s] if r["status"] != NEW and is_type1(r["baseline_type"])]
         turned = sum(turned_type2(r) for r in type1)
-        arm.type1_lesions += len(type1)
-        arm.type1_lesions_to_type2 += turned
+        arm_data.type1_lesions += len(type1)
+        arm_data.type1_lesions_to_type2 += turned
         if type1:
-            arm.type1_patients += 1
-            arm.type1_patients_with_conversion += int(turned > 0)
+            arm_data.type1_patients += 1
+            arm_data.type1_patients_with_conversion += int(turned > 0)
             change = _float(row.get("type1_volume_change_mm3"))
             if change is not None:
-                arm.volume_change.append(change)
+                arm_data.volume_change.append(change)
             percent = _float(row.get("type1_volume_change_percent"))
             if percent is not None:
-                arm.volume_change_percent.append(percent)
+                arm_data.volume_change_percent.append(percent)
     compared = {row["subject"] for row in subjects}
     bookkeeping = {
         "allocated_without_comparison": sorted(s for s in arms if s not in compared),

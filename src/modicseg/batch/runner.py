@@ -189,22 +189,22 @@ def _drive(plan: BatchPlan, executor: Any, store: ResultStore, study_fn: JobFn, 
     waiting = dict(plan.compares)
     try:
         while True:
-            for job_id, job in list(waiting.items()):
-                deps = [status.get(d) for d in job.depends_on]
+            for job_id, compare in list(waiting.items()):
+                deps = [status.get(d) for d in compare.depends_on]
                 if any(d is None for d in deps):
                     continue
                 del waiting[job_id]
                 if any(d == "failed" for d in deps):
-                    failed = [d for d, s in zip(job.depends_on, deps, strict=True) if s == "failed"]
-                    summary.block(job, f"not compared: analysis failed for {', '.join(failed)}")
+                    failed = [d for d, s in zip(compare.depends_on, deps, strict=True) if s == "failed"]
+                    summary.block(compare, f"not compared: analysis failed for {', '.join(failed)}")
                     status[job_id] = "blocked"
                     bar.advance(failed=True)
-                elif store.is_done(job.job_id, job.fingerprint, job.output):
+                elif store.is_done(compare.job_id, compare.fingerprint, compare.output):
                     status[job_id] = "skipped"
-                    summary.skip(job)
+                    summary.skip(compare)
                     bar.skip()
                 else:
-                    submit(job, compare_fn)
+                    submit(compare, compare_fn)
             # a bounded window of studies in flight: comparisons start as soon as both analyses exist
             window = max(2, 2 * executor.capacity)
             while queue and len(running) < window:

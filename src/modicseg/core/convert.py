@@ -8,13 +8,14 @@ nowhere else.
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import Any, overload
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from modicseg.core.image import LPS_TO_RAS, Image, LabelImage, Provenance, ScalarImage
+from modicseg.core.image import LPS_TO_RAS, Image, ImageT, LabelImage, Provenance, ScalarImage
 
 _NIFTI_PROVENANCE_KEY = "modicseg_provenance"
 
@@ -35,7 +36,13 @@ def to_nibabel(image: Image) -> nib.Nifti1Image:
     return nii
 
 
-def from_nibabel(nii: nib.spatialimages.SpatialImage, kind: type[Image] = ScalarImage,
+# nib.load is typed as returning FileBasedImage; every image read here is a SpatialImage (it has an
+# affine and a data object), so the parameter is typed by what is used (``dataobj``, ``header``, ``affine``)
+@overload
+def from_nibabel(nii: Any, kind: type[ScalarImage] = ..., provenance: Provenance | None = None) -> ScalarImage: ...
+@overload
+def from_nibabel(nii: Any, kind: type[ImageT], provenance: Provenance | None = None) -> ImageT: ...
+def from_nibabel(nii: Any, kind: type[Image] = ScalarImage,
                  provenance: Provenance | None = None) -> Image:
     """Read a nibabel image; 4-D images with a single volume are squeezed, others refused."""
     array = np.asanyarray(nii.dataobj)
@@ -61,7 +68,11 @@ def save_nifti(image: Image, path: str) -> None:
     nib.save(to_nibabel(image), path)
 
 
-def load_nifti(path: str, kind: type[Image] = ScalarImage) -> Image:
+@overload
+def load_nifti(path: str | os.PathLike[str], kind: type[ScalarImage] = ...) -> ScalarImage: ...
+@overload
+def load_nifti(path: str | os.PathLike[str], kind: type[ImageT]) -> ImageT: ...
+def load_nifti(path: str | os.PathLike[str], kind: type[Image] = ScalarImage) -> Image:
     """Read a NIfTI file as an image of the given kind."""
     return from_nibabel(nib.load(str(path)), kind=kind)
 
@@ -91,6 +102,10 @@ def affine_from_sitk(img: sitk.Image) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
+@overload
+def from_sitk(img: sitk.Image, kind: type[ScalarImage] = ..., provenance: Provenance | None = None) -> ScalarImage: ...
+@overload
+def from_sitk(img: sitk.Image, kind: type[ImageT], provenance: Provenance | None = None) -> ImageT: ...
 def from_sitk(img: sitk.Image, kind: type[Image] = ScalarImage,
               provenance: Provenance | None = None) -> Image:
     """A modicseg image from a 3-D SimpleITK image."""

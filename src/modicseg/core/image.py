@@ -91,7 +91,7 @@ class Image:
         """nibabel-style orientation codes, e.g. ('P', 'I', 'R')."""
         import nibabel as nib
 
-        return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
+        return tuple(nib.aff2axcodes(self.affine))
 
     def world_coordinates(self, ijk: np.ndarray) -> np.ndarray:
         """RAS mm of voxel indices given as an (N, 3) array."""

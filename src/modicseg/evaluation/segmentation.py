@@ -18,11 +18,10 @@ from modicseg.core.image import LabelImage
 from modicseg.core.labels import BODY, DISC
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
-from modicseg.model.inference import Segmenter
-from modicseg.model.validation import validate_cases
+from modicseg.model.validation import SegmenterLike, validate_cases
 
 
-def evaluate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
+def evaluate_cases(segmenter: SegmenterLike, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
                    surface_tolerance_mm: float | None = None,
                    annotated_levels: bool = False,

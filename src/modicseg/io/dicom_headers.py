@@ -165,9 +165,9 @@ def classic_frame_fields(ds: Any) -> dict[str, Any]:
     """The per-frame geometry and sequence fields of a single-frame MR image, from its top-level
     attributes (``ds``: a pydicom Dataset or any mapping of keywords with ``get``)."""
     return dict(
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        position=_floats(ds.get("ImagePositionPatient"), 3),
         slice_thickness=_float(ds.get("SliceThickness")),
         spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
         rescale_slope=_float(ds.get("RescaleSlope")) or 1.0,

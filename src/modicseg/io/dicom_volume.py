@@ -120,7 +120,7 @@ def stack_affine(stack: Stack) -> np.ndarray:
     lps[:3, 0] = row_cos * col_spacing
     lps[:3, 1] = col_cos * row_spacing
     lps[:3, 2] = step
-    lps[:3, 3] = first.position  # type: ignore[assignment]
+    lps[:3, 3] = first.position
     return LPS_TO_RAS @ lps
 
 

@@ -94,7 +94,7 @@ def _fmt(values) -> list[str]:
 def _base_dataset(study: StudySpec, series: SeriesSpec, sop_class: UID, sop_uid: str) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.")
     ds = Dataset()

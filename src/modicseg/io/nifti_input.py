@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -49,7 +50,9 @@ def load_nifti_image(path: str | Path, weighting: str | None = None, reason: str
         raise InputError(f"{path}: no such file" if not path.exists() else
                          f"{path}: not a regular file (a pipe, socket, device or folder is never read)")
     try:
-        nii = nib.load(str(path))
+        # nib.load is typed as returning any FileBasedImage; a NIfTI file (Nifti1Image or its subclass
+        # Nifti2Image) is what this reads
+        nii = cast("nib.Nifti1Image", nib.load(str(path)))
     except Exception as exc:
         raise InputError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     shape = nii.shape
@@ -68,7 +71,7 @@ def load_nifti_image(path: str | Path, weighting: str | None = None, reason: str
     except Exception as exc:  # truncated or corrupt gzip stream (OSError, EOFError, zlib.error), bad data
         raise InputError(f"{path}: cannot read voxel data ({type(exc).__name__}: {exc})") from None
     check_finite(image.array, str(path))
-    return image  # type: ignore[return-value]
+    return image
 
 
 def provenance_from_sidecar(sidecar: dict, name: str, plane: str, weighting: str | None,

@@ -176,10 +176,10 @@ def assign_roles(scan: StudyScan, t1_series: str | None = None,
     for stack in scan.stacks:
         stack.role = None
         stack.role_reason = None
-    for role, (stack, reason) in selected.items():
-        if stack is not None:
-            stack.role = role
-            stack.role_reason = reason
+    for role, (chosen_stack, reason) in selected.items():
+        if chosen_stack is not None:
+            chosen_stack.role = role
+            chosen_stack.role_reason = reason
     return chosen
 
 

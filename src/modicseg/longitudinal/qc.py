@@ -83,6 +83,7 @@ def qc_figure(change: ChangeReport, path: str | Path) -> Path:
         axes[0, 0].text(0.0, 0.5, "no lesion at either time point", fontsize=12)
     for r, row in enumerate(rows):
         centre = _row_centre(row, change)
+        assert centre is not None  # rows without a centre were left out above
         for c, (image, lesion_map, lesion_id, kind, when) in enumerate((
                 (base_img, base.lesion_map, row.get("baseline_id"), row["baseline_type"], "baseline"),
                 (follow_img, follow_lesions, row.get("followup_id"), row["followup_type"], "follow-up"))):

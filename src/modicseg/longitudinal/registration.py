@@ -121,8 +121,8 @@ def landmark_transform(baseline: Timepoint, followup: Timepoint) -> tuple[np.nda
     if not base or not follow:
         return np.eye(3), np.zeros(3), {"shift": 0, "rms": None, "pairs": 0}
     by_name = _level_shift(base, follow)
-    fits = {s: _fit(base, follow, s) for s in (by_name - 1, by_name, by_name + 1)}
-    fits = {s: f for s, f in fits.items() if f is not None}
+    candidates = {s: _fit(base, follow, s) for s in (by_name - 1, by_name, by_name + 1)}
+    fits = {s: f for s, f in candidates.items() if f is not None}
     chosen = by_name if by_name in fits else min(fits, key=lambda s: fits[s][2])
     for s, f in fits.items():
         if s != chosen and f[3] >= 3 and fits[chosen][2] > 5.0 and f[2] < 0.5 * fits[chosen][2]:

@@ -100,14 +100,14 @@ def load_timepoint(folder: str | Path, t2: ScalarImage | None = None,
     if t2 is None:
         for name in T2_FILES:
             if (folder / name).is_file():
-                t2 = load_nifti(folder / name, ScalarImage)  # type: ignore[assignment]
+                t2 = load_nifti(folder / name, ScalarImage)
                 break
     if t2 is not None and not t2.same_grid(labels):
         from modicseg.core.resample import resample_to
 
         t2 = resample_to(t2, labels)
     return Timepoint(report=report, labels=labels, lesion_map=maps[0], instances=maps[1],
-                     types=types, t2=t2, source="reused", study_path=study_path)  # type: ignore[arg-type]
+                     types=types, t2=t2, source="reused", study_path=study_path)
 
 
 def _saved_maps(folder: Path, labels: LabelImage, report: ReportDocument) -> tuple[np.ndarray, np.ndarray] | None:

@@ -140,7 +140,7 @@ def _load_modicseg_case(folder: Path, overrides: Mapping[str, Any]) -> LabelledC
     if label_path is None:
         raise InputError(f"{folder}: no labels.nii.gz or labels.dcm (DICOM SEG)")
     labels = read_dicom_seg(label_path) if label_path.suffix == ".dcm" else load_nifti(label_path, LabelImage)
-    return _finish(folder.name, t1, t2, labels, settings.get("label_map"),  # type: ignore[arg-type]
+    return _finish(folder.name, t1, t2, labels, settings.get("label_map"),
                    settings.get("annotated_classes"), {"layout": "modicseg", "path": str(folder)})
 
 
@@ -157,7 +157,7 @@ def _load_real_spine_case(folder: Path, overrides: Mapping[str, Any]) -> Labelle
     label_map = overrides.get("label_map") or {"*": 1}
     annotated = overrides.get("annotated_classes") or [1]
     return _finish(folder.name, image if channel == "T1" else None, image if channel == "T2" else None,
-                   labels, label_map, annotated,  # type: ignore[arg-type]
+                   labels, label_map, annotated,
                    {"layout": "real-spine", "sequence": sequence, "path": str(folder),
                     "level_map": str(label_path),
                     "level_names": {int(k): str(v) for k, v in meta.get("levels", {}).items()}})
@@ -201,7 +201,7 @@ def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]
             if p.is_file() and role in images:
                 images[role] = load_nifti_image(p, role)
         labels = load_nifti(label_path, LabelImage)
-        cases.append(_finish(name, images["T1"], images["T2"], labels, label_map, annotated,  # type: ignore[arg-type]
+        cases.append(_finish(name, images["T1"], images["T2"], labels, label_map, annotated,
                              {"layout": "nnunet", "path": str(label_path)}))
     return cases
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -157,7 +157,7 @@ def synthetic_volume_fn(config: ModelConfig, settings: Mapping[str, Any]) -> Vol
         from modicseg.model.toy import toy_sample
 
         def toy(rng: np.random.Generator) -> TrainingVolume:
-            shape = tuple(int(s) for s in kwargs.get("shape", config.patch_size))
+            shape = cast("tuple[int, int, int]", tuple(int(s) for s in kwargs.get("shape", config.patch_size)))
             image, labels = toy_sample(rng, shape)
             return volume_from_arrays(image, labels, config, name="toy")
         return toy
@@ -170,8 +170,8 @@ def synthetic_volume_fn(config: ModelConfig, settings: Mapping[str, Any]) -> Vol
         slice_mm = float(rng.uniform(lo, hi))
         spacing = (slice_mm, float(config.spacing_mm[1]), float(config.spacing_mm[2]))
         jitter = rng.uniform(0.85, 1.15, size=3)
-        shape = tuple(int(max(p, round(f * j / s))) for f, j, s, p in
-                      zip(fov, jitter, spacing, config.patch_size, strict=True))
+        shape = cast("tuple[int, int, int]", tuple(int(max(p, round(f * j / s))) for f, j, s, p in
+                                                 zip(fov, jitter, spacing, config.patch_size, strict=True)))
         image, labels = synth_training_sample(rng, spacing, shape, **kwargs)
         return volume_from_arrays(image, labels, config, name="synthetic")
     return synth
@@ -199,7 +199,8 @@ def crop_patch(vol: TrainingVolume, patch: Sequence[int], rng: np.random.Generat
     labels = np.zeros(tuple(patch), dtype=np.uint8)
     src = tuple(slice(max(0, s), min(n, s + p)) for s, n, p in zip(start, shape, patch_arr, strict=True))
     dst = tuple(slice(max(0, -s), max(0, -s) + (sl.stop - sl.start)) for s, sl in zip(start, src, strict=True))
-    image[(slice(None), *dst)] = vol.image[(slice(None), *src)]
+    dst_all, src_all = (slice(None), *dst), (slice(None), *src)  # (every channel, *window)
+    image[dst_all] = vol.image[src_all]
     labels[dst] = vol.labels[src]
     return image, labels
 

@@ -95,30 +95,31 @@ def finetune(data_dir: str | Path, from_checkpoint: str | Path, settings: Mappin
     """Fine-tune ``from_checkpoint`` on the annotated cases of ``data_dir``; write a new checkpoint
     (``output``, else ``settings["output"]``, else ``<run_dir>/finetuned``) with a before/after table."""
     base = Path(base_dir)
-    settings = copy.deepcopy(dict(settings))
-    settings["init_from"] = str(from_checkpoint)
-    requested_output = settings.get("output")
-    settings["output"] = None  # the fine-tuned checkpoint is written below, with the before/after metrics
+    run_settings: dict[str, Any] = copy.deepcopy(dict(settings))
+    run_settings["init_from"] = str(from_checkpoint)
+    requested_output = run_settings.get("output")
+    run_settings["output"] = None  # the fine-tuned checkpoint is written below, with the before/after metrics
     source = load_checkpoint(from_checkpoint)
-    real_s = settings["data"]["real"]
+    real_s = run_settings["data"]["real"]
     cases = load_labelled_cases(data_dir, real_s.get("overrides"), real_s.get("limit"), real_s.get("cases"))
-    val_s = settings["validation"]
-    train_cases, val_cases = split_cases(cases, val_s, int(settings["seed"]))
+    val_s = run_settings["validation"]
+    train_cases, val_cases = split_cases(cases, val_s, int(run_settings["seed"]))
     if not train_cases:
         raise InputError(f"{data_dir}: no case left for training after the validation split")
     sets: dict[str, list[LabelledCase]] = {}
     if val_cases:
         sets["real"] = val_cases
-    sets.update({k: v for k, v in validation_sets(settings, source.config, base).items() if k == "synthetic"})
+    sets.update({k: v for k, v in validation_sets(run_settings, source.config, base).items() if k == "synthetic"})
     log(f"fine-tuning on {len(train_cases)} case(s), validating on {len(val_cases)}: "
         f"{', '.join(c.name for c in val_cases) or '-'}")
-    device = settings["optim"].get("device", "auto")
-    precision = settings["optim"].get("precision", "auto")
+    device = run_settings["optim"].get("device", "auto")
+    precision = run_settings["optim"].get("precision", "auto")
     contrasts = val_s.get("contrasts")
     before, rows_before = _evaluate(source.directory, sets, device, precision, contrasts) if sets else ({}, [])
-    result = train(settings, base_dir=base, resume=resume, progress=progress, volume_fn=volume_fn,
+    result = train(run_settings, base_dir=base, resume=resume, progress=progress, volume_fn=volume_fn,
                    real_cases=train_cases, val_sets=sets, log=log)
-    run_dir = Path(settings["run_dir"]) if Path(settings["run_dir"]).is_absolute() else base / settings["run_dir"]
+    run_dir = Path(run_settings["run_dir"])
+    run_dir = run_dir if run_dir.is_absolute() else base / run_settings["run_dir"]
     out = Path(output or requested_output or run_dir / "finetuned")
     if not out.is_absolute():
         out = base / out

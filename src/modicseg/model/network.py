@@ -29,7 +29,9 @@ def build_network(config: ModelConfig) -> torch.nn.Module:
     net = config.resolved().network
     if net.name != "DynUNet":
         raise ValueError(f"unsupported network '{net.name}' (only DynUNet)")
-    norm = {"instance": ("INSTANCE", {"affine": True}), "batch": "BATCH"}[net.norm]
+    norms: dict[str, str | tuple[str, dict[str, bool]]] = {"instance": ("INSTANCE", {"affine": True}),
+                                                           "batch": "BATCH"}
+    norm = norms[net.norm]
     return DynUNet(
         spatial_dims=3,
         in_channels=config.in_channels,

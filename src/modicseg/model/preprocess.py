@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -74,8 +75,8 @@ def model_grid(reference: Image, config: ModelConfig) -> ModelGrid:
     affine = np.eye(4)
     affine[:3, :3] = direction * spacing
     affine[:3, 3] = centre - affine[:3, :3] @ ((new_shape - 1) / 2)
-    return ModelGrid(tuple(int(s) for s in new_shape), affine, reference.shape, reference.affine.copy(),
-                     config.orientation)
+    shape = cast("tuple[int, int, int]", tuple(int(s) for s in new_shape))
+    return ModelGrid(shape, affine, reference.shape, reference.affine.copy(), config.orientation)
 
 
 def _antialias(image: ScalarImage, target_spacing: np.ndarray) -> ScalarImage:

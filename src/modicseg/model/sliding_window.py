@@ -52,6 +52,11 @@ def gaussian_importance(roi: Sequence[int], sigma_scale: float = 0.125) -> np.nd
     return np.maximum(weights, np.float32(floor)).astype(np.float32)
 
 
+def _window(start: Sequence[int], roi: Sequence[int]) -> tuple[slice, ...]:
+    """Every channel of the window of size ``roi`` at ``start``."""
+    return (slice(None), *(slice(a, a + r) for a, r in zip(start, roi, strict=True)))
+
+
 def sliding_window_logits(x: np.ndarray, roi: Sequence[int], predictor: Predictor, batch_size: int = 1,
                           overlap: float = 0.25, cval: float = 0.0) -> np.ndarray:
     """Blended logits [K, *spatial] for an input [C, *spatial]: windows of ``roi``, Gaussian blend.
@@ -74,17 +79,17 @@ def sliding_window_logits(x: np.ndarray, roi: Sequence[int], predictor: Predicto
         count[tuple(slice(a, a + r) for a, r in zip(s, roi, strict=True))] += weights
     for first in range(0, len(starts), max(int(batch_size), 1)):
         batch = starts[first:first + max(int(batch_size), 1)]
-        windows = np.stack([x[(slice(None), *(slice(a, a + r) for a, r in zip(s, roi, strict=True)))]
-                            for s in batch])
+        windows = np.stack([x[_window(s, roi)] for s in batch])
         logits = np.asarray(predictor(np.ascontiguousarray(windows)), dtype=np.float32)
         if output is None:
             output = np.zeros((logits.shape[1], *size), dtype=np.float32)
         for s, window in zip(batch, logits, strict=True):
-            output[(slice(None), *(slice(a, a + r) for a, r in zip(s, roi, strict=True)))] += window * weights
+            output[_window(s, roi)] += window * weights
     assert output is not None
     output /= count
     crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, spatial, strict=True))
-    return output[(slice(None), *crop)]
+    everything = (slice(None), *crop)
+    return output[everything]
 
 
 def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -79,7 +79,8 @@ def validation_sets(settings: Mapping[str, Any], config: ModelConfig, base_dir: 
             from modicseg.model.toy import toy_cases
 
             shape = tuple(settings["data"]["synthetic"].get("generator", {}).get("shape", config.patch_size))
-            out["synthetic"] = toy_cases(n, int(syn.get("seed", 1000)), tuple(config.spacing_mm), shape)
+            out["synthetic"] = toy_cases(n, int(syn.get("seed", 1000)),
+                                           cast("tuple[float, float, float]", tuple(config.spacing_mm)), shape)
         else:
             from modicseg.model.synth_adapter import synth_validation_cases
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from modicseg.core.image import LabelImage
 from modicseg.core.labels import BACKGROUND
 from modicseg.core.resample import resample_to
 from modicseg.model.cases import LabelledCase
-from modicseg.model.inference import Segmenter
+from modicseg.model.config import ModelConfig
 from modicseg.model.metrics import (
     beyond_annotated_levels,
     component_detection,
@@ -30,7 +31,16 @@ from modicseg.model.metrics import (
 CaseColumns = Callable[[np.ndarray, LabelledCase], dict[str, Any]]
 
 
-def validate_cases(segmenter: Segmenter, cases: Sequence[LabelledCase],
+class SegmenterLike(Protocol):
+    """What scoring needs of a segmenter: ``Segmenter``, ``OnnxSegmenter`` or a wrapper around one."""
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    def segment(self, *args: Any, **kwargs: Any) -> LabelImage: ...
+
+
+def validate_cases(segmenter: SegmenterLike, cases: Sequence[LabelledCase],
                    contrasts: Sequence[str] | None = None,
                    surface_tolerance_mm: float | None = None,
                    annotated_levels: bool = False,

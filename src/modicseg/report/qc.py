@@ -54,7 +54,7 @@ class SagittalView:
 
     def project(self, mask: np.ndarray) -> np.ndarray:
         """Maximum projection of a mask over all sagittal slices, displayed."""
-        return self.slice(mask.any(axis=self.lr, keepdims=True), 0)
+        return self.slice(np.asarray(mask.any(axis=self.lr, keepdims=True)), 0)
 
     def to_display_mm(self, ijk: np.ndarray) -> tuple[float, float]:
         """(x, y) display position in mm of continuous voxel indices."""
@@ -62,8 +62,8 @@ class SagittalView:
         col = ijk[self.ap] if not self.flip_cols else self.shape[self.ap] - 1 - ijk[self.ap]
         return (col + 0.5) * self.col_mm, (row + 0.5) * self.row_mm
 
-    def extent(self) -> list[float]:
-        return [0.0, self.shape[self.ap] * self.col_mm, self.shape[self.si] * self.row_mm, 0.0]
+    def extent(self) -> tuple[float, float, float, float]:
+        return (0.0, self.shape[self.ap] * self.col_mm, self.shape[self.si] * self.row_mm, 0.0)
 
 
 def _crop(view: SagittalView, mask: np.ndarray, margin_mm: float) -> tuple[float, float, float, float]:
@@ -87,7 +87,8 @@ def _window(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
     return float(min(lo, np.percentile(image, 1))), float(hi * 1.15 if hi > lo else lo + 1)
 
 
-def _outline(ax, mask: np.ndarray, view: SagittalView, colour: str, width: float, style: str = "solid") -> None:
+def _outline(ax, mask: np.ndarray, view: SagittalView, colour: str, width: float,
+             style: str | tuple[int, tuple[int, int]] = "solid") -> None:
     if not mask.any():
         return
     from skimage import measure

@@ -28,7 +28,8 @@ VALIDATE_ENV = "MODICSEG_VALIDATE_OUTPUTS"
 LESION_TYPES = list(_LESION_TYPES)
 
 #: the schemas' names here and their models (generated on first use: REPORT_SCHEMA, CHANGE_SCHEMA, CASE_SCHEMA)
-_MODELS = {"REPORT_SCHEMA": ReportDocument, "CHANGE_SCHEMA": ChangeDocument, "CASE_SCHEMA": CaseDocument}
+_MODELS: dict[str, type[ReportDocument | ChangeDocument | CaseDocument]] = {
+    "REPORT_SCHEMA": ReportDocument, "CHANGE_SCHEMA": ChangeDocument, "CASE_SCHEMA": CaseDocument}
 _SCHEMAS: dict[str, dict[str, Any]] = {}
 
 
@@ -61,7 +62,7 @@ def validate_report(data: dict[str, Any]) -> None:
         raise jsonschema.ValidationError("eligibility: eligible must be true exactly when a lesion qualifies")
     status = eligibility.get("status")
     if status is not None:
-        expected = {True: "eligible", False: "not eligible"}.get(eligibility["eligible"])  # type: ignore[arg-type]
+        expected = {True: "eligible", False: "not eligible"}.get(eligibility["eligible"])
         if expected is None:
             expected = "borderline" if eligibility.get("borderline_lesions") else "undecided"
         if status != expected:

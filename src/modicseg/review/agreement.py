@@ -95,7 +95,7 @@ def mean_squares(data: np.ndarray) -> dict[str, float]:
             "MSW": (ss_cols + ss_error) / (n * (k - 1))}
 
 
-def icc(data: np.ndarray, kind: str = "2,1") -> float:
+def icc(data: np.ndarray | Sequence[Sequence[float]], kind: str = "2,1") -> float:
     """Intraclass correlation (Shrout & Fleiss) of an n subjects x k raters table.
 
     ``kind``: "2,1" (two-way random, absolute agreement, single rater; the default),

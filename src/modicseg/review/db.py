@@ -195,7 +195,7 @@ class ReadStore:
     @property
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar())
+            return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar_one())
 
     # --- readers ------------------------------------------------------------------------------
     def _reader_id(self, conn: Connection, name: str, create: bool) -> int | None:
@@ -204,7 +204,7 @@ class ReadStore:
         if found is not None or not create:
             return found
         result = conn.execute(readers.insert().values(key=key, name=" ".join(name.split()), created_at=_now()))
-        return int(result.inserted_primary_key[0])
+        return _new_id(result)
 
     # --- saving -------------------------------------------------------------------------------
     def save_read(self, package_id: str, case_code: str, reader: str, *, mask: LabelImage | None,
@@ -239,7 +239,7 @@ class ReadStore:
                     result = conn.execute(reads.insert().values(
                         package_id=package_id, case_code=case_code, reader_id=reader_id, started_at=now,
                         seconds_spent=float(seconds), **values))
-                    read_id = int(result.inserted_primary_key[0])
+                    read_id = _new_id(result)
                 else:
                     read_id = int(row["id"])
                     conn.execute(reads.update().where(reads.c.id == read_id).values(
@@ -346,8 +346,15 @@ class ReadStore:
         return np.asarray(read_nifti(record.mask_file, label=True).array)
 
 
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key an INSERT of one row gave it."""
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT's result always carries it
+    return int(key[0])
+
+
 def _lesion_values(lesion: dict[str, Any]) -> dict[str, Any]:
-    values = {c: lesion.get(c) for c in LESION_COLUMNS}
+    values: dict[str, Any] = {c: lesion.get(c) for c in LESION_COLUMNS}
     values["type_fractions"] = json.dumps(lesion.get("type_fractions") or {})
     for name in ("volume_mm3", "fraction_of_vertebral_volume", "craniocaudal_extent_mm", "height_fraction"):
         value = None if values[name] is None else float(values[name])

@@ -8,6 +8,7 @@ body).  Layer names never carry file or folder names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ LayerData = tuple[Any, dict[str, Any], str]
 LAYER_NAMES = ("T1", "T2", "anatomy", "lesions", "levels")
 
 
-def _colormap(colours: dict[int, tuple[float, ...]]) -> Any:
+def _colormap(colours: Mapping[int, tuple[float, ...]]) -> Any:
     from napari.utils.colormaps import DirectLabelColormap
 
-    return DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colours})
+    color_dict: dict[int | None, tuple[float, ...]] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    color_dict.update(colours.items())
+    return DirectLabelColormap(color_dict=color_dict)
 
 
 def contrast_limits(array: np.ndarray) -> tuple[float, float]:

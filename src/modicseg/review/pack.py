@@ -113,7 +113,7 @@ def _on_grid(image: Image, grid: Image) -> Image:
 def _level_names(report: ReportDocument, count: int, config: AnalysisConfig) -> list[str | None]:
     reported = [v.level for v in sorted(report.vertebrae, key=lambda v: v.label)]
     if len(reported) == count and all(reported):
-        return [parse_level(name) for name in reported]
+        return [parse_level(name) for name in reported if name]  # every name given (all(reported))
     lowest = reported[-1] if reported and reported[-1] else config.vertebrae.lowest_level
     return name_levels(count, lowest)
 
@@ -256,7 +256,7 @@ def check_blinded(folder: Path, tokens: Iterable[str], generated: Iterable[str] 
     """
     tokens = sorted({t.strip() for t in tokens if len(t.strip()) >= MIN_TOKEN}, key=len, reverse=True)
     skip = set(generated)
-    problems = []
+    problems: list[str] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         for part in rel.parts:

@@ -136,12 +136,16 @@ def read_manifest(path: Path) -> list[StudySource]:
         if not is_analysis_folder(folder):
             raise InputError(f"{path}, line {number}: {folder} is not an analysis folder "
                              "(report.json + labels.nii.gz)")
-        images = {}
+        images: dict[str, Path | None] = {}
         for role in ("t1", "t2"):
             given = row.get(role)
-            images[role] = (base / given).resolve() if given else find_image(folder, role)
-            if given and not images[role].is_file():
-                raise InputError(f"{path}, line {number}: {role.upper()} file {images[role]} not found")
+            if given:
+                named = (base / given).resolve()
+                if not named.is_file():
+                    raise InputError(f"{path}, line {number}: {role.upper()} file {named} not found")
+                images[role] = named
+            else:
+                images[role] = find_image(folder, role)
         study = (base / row["study"]).resolve() if row.get("study") else None
         if study is not None and not study.exists():
             raise InputError(f"{path}, line {number}: study {study} not found")

@@ -16,6 +16,7 @@ import gzip
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -63,7 +64,7 @@ def write_blinded_nifti(image: Image, path: str | os.PathLike[str]) -> Path:
 
 def read_nifti(path: str | os.PathLike[str], label: bool = False) -> Image:
     """A package (or analysis) NIfTI file as a ScalarImage or LabelImage."""
-    nii = nib.load(str(path))
+    nii = cast("nib.spatialimages.SpatialImage", nib.load(str(path)))  # typed as any FileBasedImage
     array = np.asanyarray(nii.dataobj)
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]

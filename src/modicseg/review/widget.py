@@ -74,8 +74,8 @@ class _ActivityFilter(QObject):
         super().__init__(widget)
         self.widget = widget
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() in self.KINDS:
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:  # noqa: N802 (Qt's name)
+        if event is not None and event.type() in self.KINDS:
             state = self.widget.state
             if state is not None:
                 state.activity.touch()
@@ -99,7 +99,7 @@ class ReviewWidget(QWidget):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(120)
-        self._refresh_timer.timeout.connect(self.refresh)
+        self._refresh_timer.timeout.connect(self.refresh)  # type: ignore[arg-type]  # stub: slots return None; Qt drops it
         self._clock = QTimer(self)
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._show_time)
@@ -130,7 +130,7 @@ class ReviewWidget(QWidget):
         grid.addWidget(_button("Open…", "open a reading package folder", self._choose_package), 0, 2)
         self.reader_edit = QLineEdit()
         self.reader_edit.setPlaceholderText("your name")
-        self.reader_edit.returnPressed.connect(self.start)
+        self.reader_edit.returnPressed.connect(self.start)  # type: ignore[arg-type]  # stub: slots return None
         grid.addWidget(QLabel("Reader"), 1, 0)
         grid.addWidget(self.reader_edit, 1, 1)
         self.start_button = _button("Start", "open your worklist where you stopped", self.start)
@@ -169,18 +169,21 @@ class ReviewWidget(QWidget):
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
+        vertical_header = self.table.verticalHeader()
+        assert vertical_header is not None  # a QTableWidget always has its headers
+        vertical_header.setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         header_view = self.table.horizontalHeader()
+        assert header_view is not None
         header_view.setSectionResizeMode(QHeaderView.ResizeToContents)
         header_view.setSectionResizeMode(2, QHeaderView.Fixed)
         header_view.setStretchLastSection(True)
         self.table.setColumnWidth(2, 96)
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.setMinimumHeight(170)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout.addWidget(self.table)
 
         actions = QHBoxLayout()
@@ -288,7 +291,8 @@ class ReviewWidget(QWidget):
         self._layers = {}
 
     def _layer_removed(self, event: Any) -> None:
-        if not self._removing and self.state is not None and getattr(event.value, "name", None) == "lesions":
+        if (not self._removing and self.state is not None and self.session is not None
+                and getattr(event.value, "name", None) == "lesions"):
             try:
                 self._clock.stop()
                 self.save()
@@ -383,7 +387,7 @@ class ReviewWidget(QWidget):
                     continue
                 item = QTableWidgetItem(text)
                 if column in (3, 4):
-                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                    item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
                 if column == 5:
                     item.setForeground(QColor(STATUS_COLOURS.get(row.status, "#ffffff")))
                 self.table.setItem(n, column, item)
@@ -401,7 +405,8 @@ class ReviewWidget(QWidget):
             self.table.selectRow(selected)
 
     def selected_row(self) -> int | None:
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        model = self.table.selectionModel()
+        rows = model.selectedRows() if model else []
         return rows[0].row() if rows else None
 
     def _current(self) -> LesionRow | None:

@@ -96,14 +96,15 @@ def draw_scene(rng: np.random.Generator, options: CaseOptions, regime: str = "re
             lesion.calibrate(vertebra, hf)
             if lesion.secondary is not None:
                 lesion.set_split(vertebra, lesion.secondary_target)
-    angles = tuple(float(a) for a in rng.normal(0.0, [4.0, 2.0, 2.0]))
+    ax, ay, az = (float(a) for a in rng.normal(0.0, [4.0, 2.0, 2.0]))
+    angles = (ax, ay, az)
     shift = rng.normal(0.0, [5.0, 12.0, 15.0])
     subject_to_scanner = np.eye(4)
-    subject_to_scanner[:3, :3] = rotation_matrix(angles)  # type: ignore[arg-type]
+    subject_to_scanner[:3, :3] = rotation_matrix(angles)
     subject_to_scanner[:3, 3] = shift + np.array([0.0, -40.0, 0.0]) - rotation_matrix(angles) @ spine_centre(
-        spine)  # type: ignore[arg-type]
+        spine)
     appearance = draw_appearance(rng, spine, regime)
-    return Scene(spine, lesions, subject_to_scanner, appearance, angles)  # type: ignore[arg-type]
+    return Scene(spine, lesions, subject_to_scanner, appearance, angles)
 
 
 def plan_grids(scene: Scene, acq: Acquisition, rng: np.random.Generator, options: CaseOptions) -> dict[str, Grid]:
@@ -122,7 +123,7 @@ def plan_grids(scene: Scene, acq: Acquisition, rng: np.random.Generator, options
     centre = centre + np.asarray(acq.centre_jitter)
     # the stack follows the patient's tilt partly, plus a small planning obliquity
     angles = np.asarray(scene.subject_angles_deg) * rng.uniform(0.3, 1.0) + np.asarray(acq.obliquity_deg)
-    rotation = rotation_matrix(tuple(angles))  # type: ignore[arg-type]
+    rotation = rotation_matrix(tuple(angles))
     shape = (int(round(fov_ap / inplane)), int(round(fov_si / inplane)), int(n_slices))
     grids = {"T2": make_grid(centre, shape, (inplane, inplane, thickness + gap), thickness=thickness,
                              rotation=rotation, supersample=options.supersample)}
@@ -258,7 +259,7 @@ def generate_training_sample(rng: np.random.Generator, spacing: tuple[float, flo
     centre = centre + np.asarray(acq.centre_jitter)
     angles = np.asarray(scene.subject_angles_deg) * rng.uniform(0.0, 1.0) + np.asarray(acq.obliquity_deg)
     grid = make_grid(centre, shape, spacing, thickness=spacing[2] * float(rng.uniform(0.6, 1.0)),
-                     rotation=rotation_matrix(tuple(angles)), supersample=supersample)  # type: ignore[arg-type]
+                     rotation=rotation_matrix(tuple(angles)), supersample=supersample)
     images, centre_ids = render_scene(scene, grid, rng, fast_noise=True)
     labels = tis.LABEL_LUT[centre_ids]
     if distractors:

@@ -8,7 +8,9 @@ j = row = superior -> inferior, k = slice = left -> right, i.e. DICOM ImageOrien
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -60,7 +62,7 @@ class Grid:
                 "supersample": list(self.supersample)}
 
 
-def rotation_matrix(angles_deg: tuple[float, float, float]) -> np.ndarray:
+def rotation_matrix(angles_deg: Sequence[float] | np.ndarray) -> np.ndarray:
     """Rotation about x, then y, then z (RAS axes), angles in degrees."""
     ax, ay, az = np.radians(angles_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -85,4 +87,4 @@ def make_grid(centre: np.ndarray, shape: tuple[int, int, int], spacing: tuple[fl
     affine = np.eye(4)
     affine[:3, :3] = directions * np.asarray(spacing, dtype=np.float64)
     affine[:3, 3] = np.asarray(centre, dtype=np.float64) - affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0)
-    return Grid(tuple(shape), affine, thickness, supersample)
+    return Grid(cast("tuple[int, int, int]", tuple(shape)), affine, thickness, supersample)

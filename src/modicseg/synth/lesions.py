@@ -14,6 +14,7 @@ from output voxels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 
@@ -334,7 +335,7 @@ def evolve(lesion: Lesion, vertebra: Vertebra, rng: np.random.Generator, fate: s
         return None
     new = replace(lesion, harmonics=lesion.harmonics.copy(), waves=lesion.waves.copy(),
                   ratios={k: dict(v) for k, v in lesion.ratios.items()})
-    before = lesion.measure(vertebra, step=0.2)["height_fraction"]
+    before = cast(float, lesion.measure(vertebra, step=0.2)["height_fraction"])
     if fate == "grown":
         factor = rng.uniform(1.25, 1.7)
     elif fate == "shrunk":

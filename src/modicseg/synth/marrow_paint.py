@@ -84,7 +84,7 @@ def _endplate_columns(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(z index grid, columns holding body, superior endplate index, inferior endplate index) per
     (x, y) column of a body mask (axis 2 = inferior -> superior)."""
     zz = np.arange(body.shape[2])[None, None, :]
-    has = body.any(axis=2)
+    has = np.asarray(body.any(axis=2))  # an array (numpy types any(axis=...) as bool | array)
     top = np.where(body, zz, -1).max(axis=2)
     bottom = np.where(body, zz, 10**6).min(axis=2)
     return zz, has, top, bottom

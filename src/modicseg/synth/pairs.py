@@ -78,11 +78,12 @@ def evolve_lesions(scene: Scene, rng: np.random.Generator,
 
 def reposition(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A new subject -> scanner transform: a few degrees and up to a few centimetres different."""
-    angles = tuple(float(a) for a in np.asarray(scene.subject_angles_deg) + rng.normal(0.0, [3.0, 2.0, 2.0]))
+    ax, ay, az = (float(a) for a in np.asarray(scene.subject_angles_deg) + rng.normal(0.0, [3.0, 2.0, 2.0]))
+    angles = (ax, ay, az)
     m = scene.subject_to_scanner.copy()
-    m[:3, :3] = rotation_matrix(angles)  # type: ignore[arg-type]
+    m[:3, :3] = rotation_matrix(angles)
     m[:3, 3] = scene.subject_to_scanner[:3, 3] + rng.normal(0.0, [4.0, 8.0, 15.0])
-    return m, angles  # type: ignore[return-value]
+    return m, angles
 
 
 def generate_pair(seed: int, pair_id: str = "pair_0000", options: CaseOptions | None = None,
@@ -102,8 +103,8 @@ def generate_pair(seed: int, pair_id: str = "pair_0000", options: CaseOptions | 
     appearance.properties = scene.appearance.properties  # same subject, same tissue
     appearance.sequences = scene.appearance.sequences  # same protocol
     follow_scene = Scene(scene.spine, lesions, matrix, appearance, angles)
-    follow_acq = replace(acq, obliquity_deg=tuple(rng_f.normal(0.0, 2.0, 3)),  # type: ignore[arg-type]
-                         centre_jitter=tuple(rng_f.normal(0.0, [3.0, 8.0, 8.0])))  # type: ignore[arg-type]
+    follow_acq = replace(acq, obliquity_deg=tuple(rng_f.normal(0.0, 2.0, 3)),
+                         centre_jitter=tuple(rng_f.normal(0.0, [3.0, 8.0, 8.0])))
     followup = case_from_scene(follow_scene, follow_acq, rng_f, f"{pair_id}_followup", seed, options)
     interval = int(rng_f.integers(330, 400))
     truth = pair_truth(pair_id, seed, baseline, followup, links, interval)

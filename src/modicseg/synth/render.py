@@ -26,7 +26,8 @@ def signal_lut(app: Appearance, weighting: str, spine: Spine, lesions: list[Lesi
         seq = app.sequences[weighting]
         for tid, prop in app.properties.items():
             if fat_suppressed:
-                lut[tid] = tis.inversion_recovery_signal(prop, seq.tr, seq.te, float(app.fat_suppressed_ti))
+                ti = float(app.fat_suppressed_ti or 0.0)  # set when fat_suppressed
+                lut[tid] = tis.inversion_recovery_signal(prop, seq.tr, seq.te, ti)
             else:
                 lut[tid] = tis.spin_echo_signal(prop, seq.tr, seq.te)
     by_level = {v.level: v for v in spine.vertebrae}
