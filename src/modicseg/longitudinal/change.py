@@ -3,10 +3,10 @@ writes its files)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from modicseg.core.jsonable import json_ready
 from modicseg.core.version import __version__
 from modicseg.longitudinal.registration import Registration
 from modicseg.longitudinal.timepoint import Timepoint
@@ -30,7 +30,7 @@ class ChangeReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The content of change.json."""
-        return _clean({
+        return json_ready({
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "modicseg", "version": __version__},
             "subject": self.subject,
@@ -66,13 +66,3 @@ def _timepoint_summary(tp: Timepoint) -> dict[str, Any]:
     }
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float):
-        return None if not math.isfinite(value) else round(value, 4)
-    return value

@@ -15,10 +15,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from modicseg.analysis.config import EXTENT_DEFINITIONS
 from modicseg.core.convert import save_nifti
+from modicseg.core.jsonable import json_ready
 from modicseg.core.labels import ENDPLATES, MODIC_TYPES
 from modicseg.io.atomic import atomic_output_dir
 from modicseg.report.models import SCHEMA_VERSION, ReportDocument
@@ -58,7 +57,7 @@ def write_csv(path: Path, columns: list[str] | tuple[str, ...], rows: list[dict[
 def report_dict(report: Report) -> dict[str, Any]:
     """The content of report.json (see docs/report.md)."""
     definition = report.config.grading.extent_definition
-    return _clean({
+    return json_ready({
         "schema_version": SCHEMA_VERSION,
         "provenance": report.provenance,
         "typing": report.typing,
@@ -86,24 +85,6 @@ def report_dict(report: Report) -> dict[str, Any]:
 def report_document(report: Report) -> ReportDocument:
     """report.json as its typed model (:class:`modicseg.report.models.ReportDocument`)."""
     return ReportDocument.from_dict(report_dict(report), source="report.json")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays of the in-memory result to Python, floats rounded, NaN to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return None if not math.isfinite(value) else round(value, 4)
-    return value
 
 
 def lesion_rows(report: Report) -> list[dict[str, Any]]:
