@@ -147,6 +147,8 @@ class EligibilityConfig:
     required_type: str = "1"  # as primary or secondary type
     borderline_voxels: float = 1.0  # a height fraction within this many voxels (along the vertebra's axis,
     #                                 as a fraction of its height) of the threshold is borderline: review
+    min_confidence: float = 0.5  # a qualifying lesion whose confidence (probability it is real) is below this
+    #                              makes the verdict "undecided: review lesion N" when no other lesion qualifies
 
 
 @dataclass
@@ -218,6 +220,8 @@ class AnalysisConfig:
             raise InputError(f"{source}: grading.extent_definition must be one of {', '.join(EXTENT_DEFINITIONS)}")
         if not self.eligibility.borderline_voxels >= 0:
             raise InputError(f"{source}: eligibility.borderline_voxels must be >= 0")
+        if not 0 <= self.eligibility.min_confidence <= 1:
+            raise InputError(f"{source}: eligibility.min_confidence must be in [0, 1]")
         from modicseg.analysis.levels import level_index, parse_level
 
         level_index(self.vertebrae.lowest_level, self.vertebrae.lumbar_count)

@@ -25,7 +25,7 @@ from modicseg.core.labels import ENDPLATES, LESION_TYPES, LEVEL_PATTERN, MODIC_T
 
 #: report.json's version (semantic versioning: a new optional field bumps the minor version, a removed
 #: or renamed field or a changed meaning bumps the major version).
-SCHEMA_VERSION = "1.2.0"
+SCHEMA_VERSION = "1.3.0"
 #: change.json's version
 CHANGE_SCHEMA_VERSION = "modicseg-change/1"
 #: case.json's format tag and the highest package version this code reads
@@ -253,6 +253,10 @@ class Lesion(_Model):
     extent_from_endplate_mm: float | None = Field(default=None, ge=0)
     height_fraction_uncertainty: float | None = Field(default=None, ge=0)
     borderline: bool = False
+    # since 1.3.0: probability (0..1) that the lesion is real, from the network's own uncertainty and the
+    # lesion's features, calibrated on held-out real scans (docs/confidence.md); null when the labels were given
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    confidence_inputs: dict[str, float] | None = None
 
     @property
     def type1_volume_mm3(self) -> float:
@@ -267,6 +271,10 @@ class Eligibility(_Model):
     qualifying_lesions: list[int]
     borderline_lesions: list[int] | None = None  # since 1.2.0
     criteria: dict[str, Any]
+    # since 1.3.0: probability (0..1) that the verdict is right, from the lesions' confidences (null when
+    # the labels were given); qualifying lesions below eligibility.min_confidence make the verdict undecided
+    verdict_confidence: float | None = Field(default=None, ge=0, le=1)
+    low_confidence_lesions: list[int] | None = None
 
 
 class SegOutput(_Model):
