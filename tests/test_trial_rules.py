@@ -195,7 +195,7 @@ def test_a_six_lumbar_report_is_written_and_validates(tmp_path):
     write_report(report, tmp_path / "out", qc=False, dicom_seg=False)
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     validate_report(data)
-    assert data["schema_version"] == "1.2.0" and [les["level"] for les in data["lesions"]] == ["L6"]
+    assert data["schema_version"] == "1.3.0" and [les["level"] for les in data["lesions"]] == ["L6"]
     assert data["eligibility"]["eligible"] is True and "L6" in data["eligibility"]["criteria"]["levels"]
 
 
