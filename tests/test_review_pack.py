@@ -52,7 +52,8 @@ def test_package_layout_codes_and_key(packed, cohort):
     for code in package.codes:
         assert len(code) == 6 and set(code) <= set(CODE_ALPHABET)
         files = {p.name for p in (packed.package / "cases" / code).iterdir()}
-        assert files == {"case.json", "t1.nii.gz", "t2.nii.gz", "anatomy.nii.gz", "vertebrae.nii.gz", "lesions.nii.gz"}
+        assert files == {"case.json", "confidence.json", "t1.nii.gz", "t2.nii.gz", "anatomy.nii.gz",
+                         "vertebrae.nii.gz", "lesions.nii.gz"}
     assert packed.key == packed.package.with_name("package-key.json")
     assert not packed.key.resolve().is_relative_to(packed.package.resolve())
     key = read_key(packed.key, package.package_id)

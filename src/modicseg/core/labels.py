@@ -27,6 +27,9 @@ CLASS_NAMES: dict[int, str] = {BACKGROUND: "background", BODY: "vertebral_body",
                                LESION: "modic_lesion"}
 #: What a label map holds, as written in messages.
 LABEL_MEANING = "0 background, 1 vertebral body, 2 disc, 3 lesion"
+#: Training labels only: a voxel the labels say nothing about (the loss and the validation Dice
+#: leave it out): unlabelled levels of bodies-only masks, voxels where the readers of a review tie.
+IGNORE = 255
 
 # --- composite regions ---------------------------------------------------------------------------
 #: "Bone": a vertebral body is its body voxels and the lesions inside it.

@@ -17,10 +17,15 @@ Accepted layouts of a data folder ``DIR`` (detected automatically):
    every label value > 0 -> vertebral body; annotated classes {1}.
 3. **nnU-Net raw**: ``DIR/dataset.json`` (``channel_names`` e.g. {"0": "T1", "1": "T2"}, ``labels``
    name -> value), ``DIR/imagesTr/<case>_0000.nii.gz`` ..., ``DIR/labelsTr/<case>.nii.gz``.
+   ``dataset.json``'s ``modicseg`` entry may give ``label_map``, ``annotated_classes`` and
+   ``validation_cases`` (cases held out for fine-tuning's before/after table: ``review export
+   --training-data`` writes this layout).
 
 Label values are mapped to model classes with ``label_map`` (source value -> class; ``"*"`` for
 every other value > 0; default identity). ``annotated_classes`` lists the classes a case
 annotates (default: all model classes); the loss ignores the others (see ``losses``).
+Voxels labelled ``IGNORE_LABEL`` (255; nnU-Net's ``"ignore"`` label) are left out of the loss and
+of the validation Dice: the labels say nothing about them.
 """
 
 from __future__ import annotations
@@ -35,13 +40,13 @@ import numpy as np
 
 from modicseg.core.convert import load_nifti
 from modicseg.core.image import LPS_TO_RAS, LabelImage, ScalarImage
-from modicseg.core.labels import BACKGROUND, BODY, CLASS_NAMES, DISC, LESION, STRUCTURE_VALUES
+from modicseg.core.labels import BACKGROUND, BODY, CLASS_NAMES, DISC, IGNORE, LESION, STRUCTURE_VALUES
 from modicseg.core.resample import resample_to
 from modicseg.io.errors import InputError
 from modicseg.io.nifti_input import load_nifti_image
 
 ALL_CLASSES = STRUCTURE_VALUES
-IGNORE_LABEL = 255  # training labels: voxels the loss ignores (unlabelled levels of bodies-only masks)
+IGNORE_LABEL = IGNORE  # training labels: voxels the loss ignores (unlabelled levels, readers' ties)
 SEGMENT_NAME_CLASSES = {"vertebra": BODY, "body": BODY, "disc": DISC, "modic": LESION, "lesion": LESION}
 SEQUENCE_CHANNEL = {"T1": "T1", "T2": "T2", "TIRM": "T2", "STIR": "T2", "DIXON_WATER": "T2"}
 #: weighting recorded in the image's provenance (io.classify's names: fat-suppressed fluid images)
@@ -71,7 +76,10 @@ class LabelledCase:
 
 
 def map_labels(array: np.ndarray, label_map: Mapping[str, int] | None) -> np.ndarray:
-    """Source label values -> model classes (``"*"``: any other value > 0; unmapped values -> 0)."""
+    """Source label values -> model classes (``"*"``: any other value > 0; unmapped values -> 0).
+
+    ``IGNORE_LABEL`` (255: voxels the labels say nothing about) stays ``IGNORE_LABEL`` unless the
+    map names it."""
     if not label_map:
         return array.astype(np.uint8)
     out = np.zeros(array.shape, dtype=np.uint8)
@@ -79,6 +87,8 @@ def map_labels(array: np.ndarray, label_map: Mapping[str, int] | None) -> np.nda
     explicit = {int(k): int(v) for k, v in label_map.items() if k != "*"}
     if other is not None:
         out[array > 0] = int(other)
+    if IGNORE_LABEL not in explicit:
+        out[array == IGNORE_LABEL] = IGNORE_LABEL
     for src, dst in explicit.items():
         out[array == src] = dst
     return out
@@ -93,7 +103,7 @@ def _finish(name: str, t1: ScalarImage | None, t2: ScalarImage | None, labels: L
     if labels.shape != reference.shape or not np.allclose(labels.affine, reference.affine, atol=1e-3):
         labels = resample_to(labels, reference)
     mapped = map_labels(np.asarray(labels.array), label_map)
-    unknown = set(np.unique(mapped).tolist()) - {BACKGROUND, *ALL_CLASSES}
+    unknown = set(np.unique(mapped).tolist()) - {BACKGROUND, *ALL_CLASSES, IGNORE_LABEL}
     if unknown:
         raise InputError(f"case {name}: label values {sorted(unknown)} are not model classes; give a label_map")
     ann = tuple(sorted(int(c) for c in annotated)) if annotated is not None else ALL_CLASSES
@@ -191,6 +201,7 @@ def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]
     annotated = overrides.get("annotated_classes") or extra.get("annotated_classes")
     if annotated is None and default_map:
         annotated = sorted({v for v in default_map.values() if v > 0})
+    held_out = {str(n) for n in extra.get("validation_cases") or []}
     cases = []
     for label_path in sorted((root / "labelsTr").glob("*" + ext)):
         name = label_path.name[: -len(ext)]
@@ -201,8 +212,10 @@ def _load_nnunet(root: Path, overrides: Mapping[str, Any]) -> list[LabelledCase]
             if p.is_file() and role in images:
                 images[role] = load_nifti_image(p, role)
         labels = load_nifti(label_path, LabelImage)
-        cases.append(_finish(name, images["T1"], images["T2"], labels, label_map, annotated,
-                             {"layout": "nnunet", "path": str(label_path)}))
+        info: dict[str, Any] = {"layout": "nnunet", "path": str(label_path)}
+        if name in held_out:
+            info["held_out"] = True
+        cases.append(_finish(name, images["T1"], images["T2"], labels, label_map, annotated, info))
     return cases
 
 

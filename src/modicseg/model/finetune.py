@@ -1,7 +1,8 @@
 """Fine-tuning a checkpoint on a site's annotated scans, with a before/after validation table.
 
 The cases (any layout of ``modicseg.model.cases``) are split into training and validation cases
-(``validation.cases`` names them, else ``validation.fraction`` of them, chosen with the seed);
+(``validation.cases`` names them, else the dataset's own held-out cases, else
+``validation.fraction`` of them, chosen with the seed);
 partial labels are handled by the loss. Synthetic data can stay in the mix
 (``data.real.fraction`` < 1) so that classes the site does not annotate are not forgotten.
 """
@@ -49,8 +50,12 @@ class FinetuneResult:
 
 def split_cases(cases: Sequence[LabelledCase], validation: Mapping[str, Any],
                 seed: int) -> tuple[list[LabelledCase], list[LabelledCase]]:
-    """(training cases, validation cases)."""
+    """(training cases, validation cases): the cases ``validation["cases"]`` names, else those the
+    dataset holds out (``info["held_out"]``: an nnU-Net ``dataset.json``'s ``validation_cases``),
+    else ``validation["fraction"]`` of them chosen with ``seed``."""
     names = validation.get("cases")
+    if not names and any(c.info.get("held_out") for c in cases):
+        names = [c.name for c in cases if c.info.get("held_out")]
     if names:
         names = set(names)
         missing = names - {c.name for c in cases}

@@ -14,7 +14,7 @@ import numpy as np
 from modicseg.core.image import LabelImage
 from modicseg.core.labels import BACKGROUND
 from modicseg.core.resample import resample_to
-from modicseg.model.cases import LabelledCase
+from modicseg.model.cases import IGNORE_LABEL, LabelledCase
 from modicseg.model.config import ModelConfig
 from modicseg.model.metrics import (
     beyond_annotated_levels,
@@ -82,13 +82,17 @@ def validate_cases(segmenter: SegmenterLike, cases: Sequence[LabelledCase],
         elapsed = time.perf_counter() - started
         if not pred.same_grid(case.labels):  # e.g. T1 only, on its own grid: compare on the labels' grid
             pred = resample_to(pred, case.labels)
-        d = dice_per_class(np.asarray(pred.array), np.asarray(case.labels.array), case.annotated, nested)
+        truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
+        raw = predicted
+        unknown = truth == IGNORE_LABEL
+        if unknown.any():  # voxels the labels say nothing about (readers' ties): scored as neither
+            predicted = np.where(unknown, IGNORE_LABEL, predicted).astype(predicted.dtype)
+        d = dice_per_class(predicted, truth, case.annotated, nested)
         per_case.append(d)
         row: dict[str, Any] = {"case": case.name, "contrasts": "+".join(c for c, i in (("T1", t1), ("T2", t2))
                                                                           if i is not None),
                                "seconds": round(elapsed, 2)}
         row.update({f"dice_{labels[c]}": (None if np.isnan(v) else round(v, 4)) for c, v in d.items()})
-        truth, predicted = np.asarray(case.labels.array), np.asarray(pred.array)
         for c in d:
             class_truth = truth == c
             if c in nested:  # nested classes (lesions) are objects: count them too
@@ -107,9 +111,9 @@ def validate_cases(segmenter: SegmenterLike, cases: Sequence[LabelledCase],
                 scored = group & ~beyond_annotated_levels(group, class_truth, case.labels.affine)
                 row[f"dice_{labels[c]}_annotated_levels"] = round(dice(scored, class_truth), 4)
         if case_columns is not None:
-            row.update(case_columns(predicted, case))
+            row.update(case_columns(raw, case))
         if unannotated_min_part_mm3 is not None:
-            row.update(_unannotated_parts(predicted, case, labels, unannotated_min_part_mm3))
+            row.update(_unannotated_parts(raw, case, labels, unannotated_min_part_mm3))
         rows.append(row)
     summary = summarize(per_case, labels)
     named = [r for r in rows if "levels_reference" in r]

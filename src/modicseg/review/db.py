@@ -338,12 +338,21 @@ class ReadStore:
 
     def load_mask(self, record: ReadRecord) -> np.ndarray | None:
         """The saved lesion mask of a read, checked against its hash."""
-        if record.mask_file is None:
-            return None
+        return load_mask(record)
+
+
+def load_mask(record: ReadRecord) -> np.ndarray | None:
+    """The saved lesion mask of a read (lesion codes on the case's grid), checked against its hash;
+    None when the read saved none."""
+    if record.mask_file is None:
+        return None
+    try:
         data = record.mask_file.read_bytes()
-        if record.mask_sha256 and hashlib.sha256(data).hexdigest() != record.mask_sha256:
-            raise InputError(f"{record.mask_file}: mask file does not match the database (changed on disk)")
-        return np.asarray(read_nifti(record.mask_file, label=True).array)
+    except OSError as exc:
+        raise InputError(f"{record.mask_file}: cannot read the reader's mask ({exc.strerror or exc})") from None
+    if record.mask_sha256 and hashlib.sha256(data).hexdigest() != record.mask_sha256:
+        raise InputError(f"{record.mask_file}: mask file does not match the database (changed on disk)")
+    return np.asarray(read_nifti(record.mask_file, label=True).array)
 
 
 def _new_id(result: sa.CursorResult[Any]) -> int:

@@ -5,9 +5,12 @@ lesions and anatomy are written as blinded NIfTI (``volumes.write_blinded_nifti`
 holds only whitelisted model outputs (vertebra levels and geometry, lesion measures, eligibility)
 -- never the report's provenance, paths, series descriptions or dates.  Cases are listed sorted
 by code, so nothing in the package pairs the time points of one subject.  The key goes to a file
-outside the package.  Before the package is moved into place every file name, JSON string and
-NIfTI header text is checked against the subjects, time points, arms and folder names of the
-input; a hit aborts the run and nothing is written.
+outside the package.  ``order="doubt"`` makes every reader's worklist start with the cases whose
+verdict the model is least sure of (doubt = 1 - the report's ``eligibility.verdict_confidence``;
+a report without one counts as maximal doubt), random within equal doubt; ``confidence.json``
+holds the model's confidence of each lesion and of its verdict.  Before the package is moved into
+place every file name, JSON string and NIfTI header text is checked against the subjects, time
+points, arms and folder names of the input; a hit aborts the run and nothing is written.
 """
 
 from __future__ import annotations
@@ -40,15 +43,19 @@ from modicseg.report.models import ReportDocument
 from modicseg.report.schema import validate_case, validating
 from modicseg.review.codes import code_of_type
 from modicseg.review.key import KeyEntry, check_outside, default_key_path, write_key
-from modicseg.review.lesion_table import lesion_rows, vertebra_record
+from modicseg.review.lesion_table import LesionRow, lesion_rows, vertebra_record
 from modicseg.review.package import (
     CASE_FILE,
     CASE_FORMAT,
     CASE_IMAGES,
     CASE_LABELS,
+    CASE_SCHEMA_VERSION,
+    CONFIDENCE_FILE,
+    ORDERS,
     PACKAGE_FILE,
     PACKAGE_FORMAT,
     PACKAGE_SCHEMA_VERSION,
+    RANDOM_ORDER_SCHEMA_VERSION,
 )
 from modicseg.review.sources import StudySource, find_sources
 from modicseg.review.volumes import TEXT_FIELDS, read_nifti, write_blinded_nifti
@@ -140,6 +147,28 @@ def _model_lesions(report: ReportDocument) -> list[dict[str, Any]]:
     return lesions
 
 
+def doubt_of(report: ReportDocument) -> float:
+    """How unsure the model is of its verdict: 1 - ``eligibility.verdict_confidence``; 1 (maximal
+    doubt) when the report has none (labels given to ``analyze``, a report older than schema 1.3)."""
+    confidence = report.eligibility.verdict_confidence
+    return 1.0 if confidence is None else round(1.0 - float(confidence), 4)
+
+
+def _lesion_confidences(rows: list[LesionRow], report: ReportDocument, affine: np.ndarray) -> dict[str, float | None]:
+    """Model lesion id (of ``lesion_rows`` on the package's lesion map) -> the report's confidence of
+    the lesion it is: the report lesion at the same level and endplate whose centre lies nearest."""
+    out: dict[str, float | None] = {}
+    for row in rows:
+        centre = np.asarray(affine, dtype=np.float64) @ np.array([*row.centre_ijk, 1.0])
+        here = [les for les in report.lesions if les.level == row.level and les.endplate == row.endplate]
+        if not here:
+            out[str(row.id)] = None
+            continue
+        nearest = min(here, key=lambda les: float(np.linalg.norm(np.asarray(les.centre_ras) - centre[:3])))
+        out[str(row.id)] = nearest.confidence
+    return out
+
+
 def _images(source: StudySource) -> dict[str, Image]:
     """T1 and T2 of a study: NIfTI files when known, else loaded from the study (T1 on the T2 grid)."""
     if source.t1 is not None and source.t2 is not None:
@@ -193,7 +222,7 @@ def build_case(source: StudySource, code: str, out: Path) -> list[str]:
         write_blinded_nifti(LabelImage(np.asarray(values, dtype=np.uint8), affine.copy()), out / CASE_LABELS[name])
     eligibility = report.eligibility
     info = {
-        "format": CASE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "code": code,
+        "format": CASE_FORMAT, "schema_version": CASE_SCHEMA_VERSION, "code": code,
         "shape": list(labels.shape), "voxel_size_mm": [round(float(v), 6) for v in labels.spacing],
         "vertebrae": [vertebra_record(v) for v in vset.vertebrae],
         "model": {"lesions": model,
@@ -206,6 +235,9 @@ def build_case(source: StudySource, code: str, out: Path) -> list[str]:
     if validating():
         validate_case(json.loads(json.dumps(info)))
     (out / CASE_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    confidence = {"verdict_confidence": eligibility.verdict_confidence,
+                  "lesions": _lesion_confidences(rows, report, affine)}
+    (out / CONFIDENCE_FILE).write_text(json.dumps(confidence, indent=1) + "\n")
     return notes
 
 
@@ -279,8 +311,14 @@ def check_blinded(folder: Path, tokens: Iterable[str], generated: Iterable[str] 
 
 # --- the command ---------------------------------------------------------------------------------
 
-def pack(inputs: list[Path], package: Path, key: Path | None = None, seed: int | None = None) -> PackResult:
-    """Build a reading package from analysis folders / manifests; write its key outside it."""
+def pack(inputs: list[Path], package: Path, key: Path | None = None, seed: int | None = None,
+         order: str = "random") -> PackResult:
+    """Build a reading package from analysis folders / manifests; write its key outside it.
+
+    ``order``: ``random`` (each reader's own shuffle) or ``doubt`` (the cases whose verdict the
+    model is least sure of first; each reader's shuffle within equal doubt)."""
+    if order not in ORDERS:
+        raise InputError(f"reading order must be one of {', '.join(ORDERS)}, not {order!r}")
     package = Path(package)
     key = Path(key) if key is not None else default_key_path(package)
     check_outside(key, package)
@@ -299,9 +337,13 @@ def pack(inputs: list[Path], package: Path, key: Path | None = None, seed: int |
             log.info("case %s", code)
             notes.extend(build_case(assignment[code], code, tmp / "cases" / code))
         order_seed = f"{rng.getrandbits(64):016x}"
-        info = {"format": PACKAGE_FORMAT, "schema_version": PACKAGE_SCHEMA_VERSION, "package_id": package_id,
-                "cases": sorted(assignment), "order_seed": order_seed,
-                "written_by": f"modicseg {__version__}"}
+        info: dict[str, Any] = {
+            "format": PACKAGE_FORMAT,
+            "schema_version": RANDOM_ORDER_SCHEMA_VERSION if order == "random" else PACKAGE_SCHEMA_VERSION,
+            "package_id": package_id, "cases": sorted(assignment), "order_seed": order_seed, "order": order}
+        if order == "doubt":  # sorted by code like "cases": the order of the keys tells nothing
+            info["doubt"] = {code: doubt_of(_load_report(assignment[code])) for code in sorted(assignment)}
+        info["written_by"] = f"modicseg {__version__}"
         (tmp / PACKAGE_FILE).write_text(json.dumps(info, indent=1) + "\n")
         tokens = [t for s in sources for t in s.identifiers()]
         problems = check_blinded(tmp, tokens, generated=[*codes, package_id, order_seed])

@@ -2,8 +2,11 @@
 
 Layout::
 
-    PACKAGE/package.json              format, schema, package id, case codes (sorted), order seed
+    PACKAGE/package.json              format, schema, package id, case codes (sorted), order seed,
+                                      reading order ("random", or "doubt" with each case's doubt)
     PACKAGE/cases/CODE/case.json      vertebrae (levels, geometry), model lesions and eligibility
+    PACKAGE/cases/CODE/confidence.json  the model's confidence: per predicted lesion (keyed by the
+                                      lesion's id in lesions.nii.gz's table) and of its verdict
     PACKAGE/cases/CODE/t1.nii.gz      T1 on the T2 grid (when available)
     PACKAGE/cases/CODE/t2.nii.gz      T2
     PACKAGE/cases/CODE/anatomy.nii.gz 1 vertebral body, 2 disc
@@ -35,7 +38,13 @@ from modicseg.review.volumes import read_nifti
 
 PACKAGE_FORMAT = "modicseg-review-package"
 CASE_FORMAT = "modicseg-review-case"
-PACKAGE_SCHEMA_VERSION = 1
+#: package.json schemas this modicseg reads: 1, and 2 (a reading order other than random)
+PACKAGE_SCHEMA_VERSION = 2
+#: package.json of a package read in random order (readable by every modicseg)
+RANDOM_ORDER_SCHEMA_VERSION = 1
+CASE_SCHEMA_VERSION = 1
+ORDERS = ("random", "doubt")
+CONFIDENCE_FILE = "confidence.json"
 PACKAGE_FILE = "package.json"
 CASE_FILE = "case.json"
 CASE_IMAGES = {"t1": "t1.nii.gz", "t2": "t2.nii.gz"}
@@ -114,6 +123,27 @@ class Case:
     def levels(self) -> list[str]:
         return [v["level"] for v in self.info.get("vertebrae", []) if v.get("level")]
 
+    @cached_property
+    def confidence(self) -> dict[str, Any]:
+        """``confidence.json``: {"verdict_confidence": p | None, "lesions": {model lesion id: p | None}}
+        (empty values for packages made before it existed)."""
+        path = self.folder / CONFIDENCE_FILE
+        if not path.is_file():
+            return {"verdict_confidence": None, "lesions": {}}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not readable ({exc})") from None
+        return {"verdict_confidence": data.get("verdict_confidence"), "lesions": dict(data.get("lesions") or {})}
+
+    def lesion_confidence(self, model_id: int | None) -> float | None:
+        """The model's confidence (0..1) that its lesion ``model_id`` (an id of ``lesion_rows`` on
+        lesions.nii.gz) is real; None when unknown (labels given to ``analyze``, an older report)."""
+        if model_id is None:
+            return None
+        value = self.confidence["lesions"].get(str(model_id))
+        return None if value is None else float(value)
+
 
 @dataclass
 class Package:
@@ -135,6 +165,8 @@ class Package:
             raise InputError(f"{root}: not a modicseg reading package")
         if info.get("schema_version", 0) > PACKAGE_SCHEMA_VERSION:
             raise InputError(f"{root}: package schema {info['schema_version']} is newer than this modicseg")
+        if info.get("order", "random") not in ORDERS:
+            raise InputError(f"{root / PACKAGE_FILE}: unknown reading order {info.get('order')!r}")
         return cls(root=root, info=info)
 
     @property
@@ -150,16 +182,31 @@ class Package:
             raise InputError(f"case {code} is not in this package")
         return Case.open(self.root / "cases" / code)
 
+    @property
+    def order(self) -> str:
+        """``random`` or ``doubt`` (``review pack --order``)."""
+        return str(self.info.get("order", "random"))
+
+    @property
+    def doubt(self) -> dict[str, float]:
+        """Case code -> doubt (1 - the model's verdict confidence; 1 where unknown); empty unless
+        the package is read in order of doubt."""
+        return {str(k): float(v) for k, v in (self.info.get("doubt") or {}).items()}
+
     def worklist(self, reader: str) -> list[str]:
-        """This reader's reading order: a shuffle seeded by the package and the reader's name.
+        """This reader's reading order: a shuffle seeded by the package and the reader's name; in a
+        package ordered by doubt, the most doubtful cases first and the shuffle within equal doubt.
 
         The same reader always gets the same order (so a read can resume); two readers get
-        independent orders.
+        independent orders (within equal doubt).
         """
         seed_text = f"{self.info['order_seed']}\0{reader_key(reader)}"
         seed = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:8], "big")
         order = sorted(self.codes)
         random.Random(seed).shuffle(order)
+        if self.order == "doubt":
+            doubt = self.doubt
+            order.sort(key=lambda code: -doubt.get(code, 1.0))  # stable: the shuffle stays within ties
         return order
 
     @property

@@ -84,6 +84,11 @@ class CaseState:
     def display_centre(self, row: LesionRow) -> np.ndarray:
         return self.grid.index_to_display(np.asarray([row.centre_ijk]))[0]
 
+    def confidence(self, row: LesionRow) -> float | None:
+        """The model's confidence (0..1) that the lesion ``row`` is (or, edited, started from) is real;
+        None for a lesion the reader added, or when the package has none (``confidence.json``)."""
+        return self.case.lesion_confidence(row.model_id)
+
     def model_row(self, model_id: int | None) -> LesionRow | None:
         return next((r for r in self.model_rows if r.id == model_id), None)
 

@@ -5,7 +5,10 @@ their worklist they have not finished and shows T1/T2, anatomy outlines, level n
 predicted lesions (editable).  The lesion table is recomputed whenever the lesion layer's voxels
 change (painting, erasing, fill, undo) or a type is changed in the table.  Saving happens on
 Save, Previous/Next, Done and when the lesion layer leaves the viewer (the window closes).  The
-window title and everything shown carry the case code only.
+window title and everything shown carry the case code only.  The table's *Confidence* column shows
+the model's probability that each of its lesions is real; the reader can hide it (*Show
+confidence*), and ``show_confidence=False`` (``review open --hide-confidence``) hides it for the
+whole session, without the choice to show it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QGridLayout,
@@ -46,7 +50,8 @@ from modicseg.review.package import Package
 from modicseg.review.session import CaseState, ReviewSession
 
 TITLE = "Modic review"
-COLUMNS = ("Level", "Endplate", "Type", "Height %", "Volume mm³", "Status")
+COLUMNS = ("Level", "Endplate", "Type", "Height %", "Volume mm³", "Status", "Confidence")
+CONFIDENCE_COLUMN = COLUMNS.index("Confidence")
 STATUS_COLOURS = {"pending": "#d0d0d0", "accepted": "#7bd88f", "edited": "#ffd866", "rejected": "#ff6188",
                   "added": "#78dce8"}
 ELIGIBLE_TEXT = {True: "eligible", False: "not eligible", None: "undecided"}
@@ -86,9 +91,12 @@ class ReviewWidget(QWidget):
     """Dock widget for blinded reading of a package in napari."""
 
     def __init__(self, napari_viewer: Any, package: str | Path | None = None, reader: str | None = None,
-                 db_url: str | None = None, masks_dir: str | Path | None = None, parent: QWidget | None = None):
+                 db_url: str | None = None, masks_dir: str | Path | None = None, parent: QWidget | None = None,
+                 show_confidence: bool = True):
         super().__init__(parent)
         self.viewer = napari_viewer
+        #: False: the model's lesion confidence is hidden for the whole session (an unbiased read)
+        self.confidence_allowed = show_confidence
         self.package: Package | None = None
         self.session: ReviewSession | None = None
         self.rows: list[LesionRow] = []
@@ -165,6 +173,13 @@ class ReviewWidget(QWidget):
             b.setCheckable(True)
             view.addWidget(b)
         view.addStretch(1)
+        self.confidence_box = QCheckBox("Show confidence")
+        self.confidence_box.setToolTip("the model's probability that each of its lesions is real; hide it for an "
+                                       "unbiased read" if self.confidence_allowed else
+                                       "hidden for this read (review open --hide-confidence)")
+        self.confidence_box.setChecked(self.confidence_allowed)
+        self.confidence_box.toggled.connect(self.show_confidence)
+        view.addWidget(self.confidence_box)
         layout.addLayout(view)
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -184,6 +199,7 @@ class ReviewWidget(QWidget):
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.setMinimumHeight(170)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setColumnHidden(CONFIDENCE_COLUMN, not self.confidence_allowed)
         layout.addWidget(self.table)
 
         actions = QHBoxLayout()
@@ -225,6 +241,19 @@ class ReviewWidget(QWidget):
                   self.table, self.accept_button, self.edit_button, self.reject_button, self.new_type,
                   self.comment, self.done_button):
             w.setEnabled(on)
+        self.confidence_box.setEnabled(on and self.confidence_allowed)
+
+    @property
+    def confidence_shown(self) -> bool:
+        """Whether the table shows the model's lesion confidence now."""
+        return not self.table.isColumnHidden(CONFIDENCE_COLUMN)
+
+    def show_confidence(self, on: bool) -> None:
+        """Show or hide the model's lesion confidence (never shown when the session hides it)."""
+        on = bool(on) and self.confidence_allowed
+        self.table.setColumnHidden(CONFIDENCE_COLUMN, not on)
+        if self.confidence_box.isChecked() != on:
+            self.confidence_box.setChecked(on)
 
     def _message(self, text: str, error: bool = False) -> None:
         self.status_label.setStyleSheet("color: #ff6188;" if error else "")
@@ -377,17 +406,23 @@ class ReviewWidget(QWidget):
         selected = self.selected_row()
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.rows))
+        state = self.state
         for n, row in enumerate(self.rows):
             rejected = row.status == "rejected"
+            confidence = state.confidence(row) if state is not None and self.confidence_allowed else None
             cells = [row.level or "?", row.endplate, None,
                      "—" if rejected else f"{100 * row.height_fraction:.0f}",
-                     "—" if rejected else f"{row.volume_mm3:.0f}", row.status]
+                     "—" if rejected else f"{row.volume_mm3:.0f}", row.status,
+                     "—" if confidence is None else f"{confidence:.2f}"]
             for column, text in enumerate(cells):
                 if text is None:
                     continue
                 item = QTableWidgetItem(text)
-                if column in (3, 4):
+                if column in (3, 4, CONFIDENCE_COLUMN):
                     item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                if column == CONFIDENCE_COLUMN:
+                    item.setToolTip("the model's probability that its lesion is real" if confidence is not None
+                                    else "no model confidence (a lesion you added, or none in the package)")
                 if column == 5:
                     item.setForeground(QColor(STATUS_COLOURS.get(row.status, "#ffffff")))
                 self.table.setItem(n, column, item)
