@@ -41,7 +41,7 @@ import numpy as np
 from modicseg.core.image import LabelImage
 from modicseg.core.labels import BACKGROUND, BODY, CLASS_NAMES, IGNORE, LESION, STRUCTURE_VALUES
 from modicseg.core.version import __version__
-from modicseg.io.atomic import atomic_output_dir
+from modicseg.io.atomic import atomic_output_dir, check_output_dir
 from modicseg.io.errors import InputError
 from modicseg.review.db import ReadRecord, load_mask
 from modicseg.review.export import collect_reads, read_sources
@@ -145,6 +145,7 @@ def export_training_data(package_path: str | Path, out: str | Path, *, db_url: s
     package = Package.open(package_path)
     folder = Path(out)
     _check_destination(folder)
+    check_output_dir(folder)  # writable, before any work
     tokens: list[str] = []
     if key is not None:
         if Path(key).resolve().is_relative_to(folder.resolve()):
