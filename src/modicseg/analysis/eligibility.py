@@ -7,10 +7,17 @@ height fraction lies within its measurement uncertainty (``borderline_voxels`` v
 vertebra's axis, as a fraction of its height) of the threshold is *borderline*: when no lesion
 qualifies clearly, the decision is "borderline: review" (``eligible`` null) instead of a bare yes
 or no.
+
+With the network's confidence per lesion (``analysis.confidence``), the reasons name it, and when every
+qualifying lesion's confidence is below ``min_confidence`` the decision is "undecided: review lesion N
+(confidence 0.42)" instead of a bare yes.  ``verdict_confidence`` is the probability that the verdict is
+right: for "eligible", that at least one qualifying lesion is real (1 - prod(1 - c)); for "not eligible",
+1 - the network's evidence of a lesion it did not report; 0.5 for a verdict left to a reader.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,7 +44,8 @@ class LesionLike(Protocol):
     def secondary_type(self) -> str | None: ...
     @property
     def height_fraction(self) -> float: ...
-    # optional: height_fraction_uncertainty (float | None), one voxel along the axis / height
+    # optional: height_fraction_uncertainty (float | None), one voxel along the axis / height;
+    #           confidence (float | None), the probability that the lesion is real
 
 
 @dataclass
@@ -49,13 +57,15 @@ class Eligibility:
     reasons: list[str]
     qualifying_lesions: list[int] = field(default_factory=list)
     borderline_lesions: list[int] = field(default_factory=list)
+    verdict_confidence: float | None = None  # probability the verdict is right (None: no network confidence)
+    low_confidence_lesions: list[int] = field(default_factory=list)  # qualify, but below min_confidence
 
     @property
     def status(self) -> str:
         """"eligible", "not eligible", "borderline" (review the listed lesions) or "undecided"."""
         if self.eligible is not None:
             return "eligible" if self.eligible else "not eligible"
-        return "borderline" if self.borderline_lesions else "undecided"
+        return "borderline" if self.borderline_lesions and not self.low_confidence_lesions else "undecided"
 
 
 def margin(lesion: LesionLike, config: EligibilityConfig) -> float:
@@ -75,9 +85,66 @@ def _where(lesion: LesionLike) -> str:
         "  ", " ")
 
 
+def confidence_of(lesion: LesionLike) -> float | None:
+    """The lesion's confidence (probability that it is real), or None when none was computed."""
+    value = getattr(lesion, "confidence", None)
+    return None if value is None else float(value)
+
+
+def _doubtful(lesion: LesionLike, min_confidence: float) -> bool:
+    value = confidence_of(lesion)
+    return value is not None and value < min_confidence
+
+
+def _confidence_text(lesion: LesionLike) -> str:
+    value = confidence_of(lesion)
+    return "" if value is None else f", confidence {value:.2f}"
+
+
 def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_possible: bool = True,
-           typing_note: str | None = None) -> Eligibility:
-    """Apply the trial rule to the lesions of one study."""
+           typing_note: str | None = None, unreported_evidence: float | None = None) -> Eligibility:
+    """Apply the trial rule to the lesions of one study.
+
+    ``unreported_evidence``: the network's evidence (0..1) of a lesion it did not report
+    (``confidence.unreported_lesion_evidence``); with lesion confidences it sets the verdict confidence
+    of a "not eligible" verdict."""
+    decision = _assess(lesions, config, typing_possible, typing_note)
+    return _weigh_confidence(decision, lesions, config, unreported_evidence)
+
+
+def _weigh_confidence(decision: Eligibility, lesions: Sequence[LesionLike], config: EligibilityConfig,
+                      unreported_evidence: float | None) -> Eligibility:
+    """The decision with its verdict confidence; "undecided" when every qualifying lesion is doubtful."""
+    scored = [confidence_of(lesion) for lesion in lesions]
+    network = unreported_evidence is not None or any(c is not None for c in scored)
+    if not network:
+        return decision
+    by_id = {lesion.id: lesion for lesion in lesions}
+    if decision.eligible:
+        qualifying = [by_id[i] for i in decision.qualifying_lesions]
+        doubts = [1.0 - c for c in (confidence_of(q) for q in qualifying) if c is not None]
+        decision.verdict_confidence = 1.0 - math.prod(doubts) if doubts else None
+        sure = [q for q in qualifying if not _doubtful(q, config.min_confidence)]
+        if not sure:
+            doubtful = sorted(qualifying, key=lambda q: -(confidence_of(q) or 0.0))
+            named = ", ".join(f"lesion {q.id} (confidence {confidence_of(q):.2f})" for q in doubtful)
+            first = (f"undecided: review {named}: it qualifies, but the model is not sure it is real "
+                     f"(confidence below {config.min_confidence:.2f})" if len(doubtful) == 1 else
+                     f"undecided: review {named}: they qualify, but the model is not sure they are real "
+                     f"(confidence below {config.min_confidence:.2f})")
+            return Eligibility(None, [first, *decision.reasons], [], decision.borderline_lesions,
+                               verdict_confidence=0.5, low_confidence_lesions=[q.id for q in doubtful])
+        return decision
+    if decision.eligible is None:
+        decision.verdict_confidence = 0.5  # left to a reader
+        return decision
+    decision.verdict_confidence = 1.0 - float(unreported_evidence or 0.0)
+    return decision
+
+
+def _assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_possible: bool,
+            typing_note: str | None) -> Eligibility:
+    """The trial rule without confidence."""
     levels = "–".join((config.levels[0], config.levels[-1])) if config.levels else "none"
     wanted = config.required_type
     threshold = config.min_height_fraction
@@ -113,7 +180,8 @@ def assess(lesions: Sequence[LesionLike], config: EligibilityConfig, typing_poss
             qualifying.append(lesion.id)
             reasons.insert(len(qualifying) - 1,
                            f"{_where(lesion)} qualifies: type {lesion.type} ({role} type {wanted}), height "
-                           f"{100 * lesion.height_fraction:.0f} % >= {100 * threshold:.0f} %, level within {levels}")
+                           f"{100 * lesion.height_fraction:.0f} % >= {100 * threshold:.0f} %, level within {levels}"
+                           f"{_confidence_text(lesion)}")
     borderline_ids = [lesion.id for lesion in borderline]
     if qualifying:
         return Eligibility(True, reasons, qualifying, borderline_ids)

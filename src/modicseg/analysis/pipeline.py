@@ -19,6 +19,14 @@ import numpy as np
 from scipy import ndimage
 
 from modicseg.analysis import geometry as geo
+from modicseg.analysis.confidence import (
+    UNCALIBRATED_NOTE,
+    Calibrator,
+    lesion_confidence,
+    lesion_inputs,
+    signal_contrast,
+    unreported_lesion_evidence,
+)
 from modicseg.analysis.config import AnalysisConfig, VertebraConfig, load_config
 from modicseg.analysis.eligibility import assess, is_borderline
 from modicseg.analysis.lesions import find_lesions
@@ -33,6 +41,7 @@ from modicseg.analysis.modic_typing import (
 from modicseg.analysis.result import LesionRecord, Report, VertebraRecord
 from modicseg.analysis.vertebrae import VertebraSet, find_vertebrae, splitting_discs
 from modicseg.core.convert import from_nibabel
+from modicseg.core.evidence import NetworkEvidence
 from modicseg.core.image import LabelImage, ScalarImage
 from modicseg.core.labels import BODY, LABEL_MEANING, LABEL_VALUES, LESION, UNCLASSIFIED_CODE
 from modicseg.core.resample import resample_to
@@ -225,9 +234,11 @@ def prepare_study(study: Study | StudyRequest | str | Path, register: str = "aut
 
 def analyze_study(prepared: PreparedStudy, label_image: LabelImage, segmentation: dict[str, Any],
                   config: AnalysisConfig, lowest_level: str | None = None,
-                  lumbar_count: int | None = None) -> Report:
+                  lumbar_count: int | None = None, evidence: NetworkEvidence | None = None,
+                  calibrator: Calibrator | None = None) -> Report:
     """Analyse a prepared study's label map (already on its grid, see :func:`load_labels`); ``segmentation``
-    says where the labels came from (``provenance.segmentation`` of the report)."""
+    says where the labels came from (``provenance.segmentation`` of the report); ``evidence`` and
+    ``calibrator``: the network's maps and the checkpoint's confidence calibrator (lesion confidence)."""
     opened = prepared.study
     provenance = {
         "tool": "modicseg", "version": __version__, "segmentation": segmentation,
@@ -238,7 +249,8 @@ def analyze_study(prepared: PreparedStudy, label_image: LabelImage, segmentation
         "t1_resampled_onto_t2": bool(opened.t1 is not None and opened.t2 is not None),
     }
     report = analyze_images(label_image, t1=prepared.t1, t2=prepared.t2, config=config, lowest_level=lowest_level,
-                            provenance=provenance, notes=prepared.notes, lumbar_count=lumbar_count)
+                            provenance=provenance, notes=prepared.notes, lumbar_count=lumbar_count,
+                            evidence=evidence, calibrator=calibrator)
     report.reference_stack = _reference_stack(opened, prepared.reference_role)
     return report
 
@@ -295,12 +307,15 @@ def _depth_inside(instances: np.ndarray, affine: np.ndarray,
 def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
                    config: AnalysisConfig | None = None, lowest_level: str | None = None,
                    provenance: dict[str, Any] | None = None, notes: list[str] | None = None,
-                   lumbar_count: int | None = None, fluid_contrast: str | None = None) -> Report:
+                   lumbar_count: int | None = None, fluid_contrast: str | None = None,
+                   evidence: NetworkEvidence | None = None, calibrator: Calibrator | None = None) -> Report:
     """Analyse a label map with T1 and/or T2 already on its grid (no study loading, no network).
 
     ``t2`` is the fluid-sensitive image; ``fluid_contrast`` ("T2", "STIR" or "T2FS") says what it
     is (default: from its provenance's weighting, "T2" when that names none) and so which bands
     type the lesions: ``typing.bands`` for a T2, ``typing.stir_bands`` for a fat-suppressed image.
+    ``evidence`` (the network's probability and uncertainty maps on this grid) gives every lesion a
+    ``confidence``, through ``calibrator`` when given (``analysis.confidence``).
     """
     started = time.perf_counter()
     cfg = config or AnalysisConfig()
@@ -308,6 +323,10 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
     for name, image in (("T1", t1), ("T2", t2)):
         if image is not None and not image.same_grid(labels):
             raise InputError(f"{name} is not on the label map's grid")
+    if evidence is not None and not evidence.lesion_probability.same_grid(labels):
+        raise InputError("the network's evidence maps are not on the label map's grid")
+    if evidence is not None and calibrator is None:
+        notes.append(UNCALIBRATED_NOTE)
     affine = labels.affine
     array = np.asarray(labels.array)
     lowest = parse_level(lowest_level or cfg.vertebrae.lowest_level)
@@ -378,6 +397,14 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
             extent_of_change_mm=m.extent_of_change_mm, extent_from_endplate_mm=m.extent_from_endplate_mm,
             height_fraction_uncertainty=m.height_fraction_uncertainty))
         lesion_records[-1].borderline = is_borderline(lesion_records[-1], cfg.eligibility)
+        if evidence is not None:
+            ref = refs.get(lesion.vertebra)
+            contrast = signal_contrast([t1_array, t2_array], [None if ref is None else ref.t1,
+                                                              None if ref is None else ref.t2], lesion.ijk)
+            gap = (m.extent_from_endplate_mm or m.craniocaudal_extent_mm) - (m.extent_of_change_mm or 0.0)
+            inputs = lesion_inputs(lesion.ijk, evidence, m.volume_mm3, contrast, gap)
+            lesion_records[-1].confidence_inputs = inputs
+            lesion_records[-1].confidence = lesion_confidence(inputs, calibrator)
 
     vertebra_records = []
     for v in vset.vertebrae:
@@ -392,7 +419,12 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
         notes.append("some vertebrae had no normal-appearing marrow to use as reference: "
                      "see vertebrae[].reference_method")
 
-    eligibility = assess(lesion_records, cfg.eligibility, typing_possible, typing_info.get("reason"))
+    unreported = None
+    if evidence is not None:
+        unreported = unreported_lesion_evidence(evidence, lesion_mask, vset.instances > 0,
+                                                float(abs(np.linalg.det(affine[:3, :3]))), cfg.lesions.min_volume_mm3)
+    eligibility = assess(lesion_records, cfg.eligibility, typing_possible, typing_info.get("reason"),
+                         unreported_evidence=unreported)
 
     # the analysed label map: lesion voxels that were dropped become body voxels
     out_labels = array.astype(np.uint8).copy()
@@ -407,6 +439,7 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
         provenance=prov, config=cfg,
         labels=LabelImage(out_labels, affine.copy(), labels.provenance),
         types=LabelImage(types, affine.copy(), labels.provenance.replace(series_description="modicseg Modic types")),
-        lesion_map=lset.lesion_map, instances=vset.instances, t1=t1, t2=t2, warnings=notes)
+        lesion_map=lset.lesion_map, instances=vset.instances, t1=t1, t2=t2, warnings=notes,
+        uncertainty=None if evidence is None else evidence.uncertainty)
     report.timings_s["analysis_s"] = time.perf_counter() - started
     return report

@@ -61,6 +61,9 @@ class LesionRecord:
     extent_from_endplate_mm: float | None = None  # from the body's outer surface (cortical endplate included)
     height_fraction_uncertainty: float | None = None  # one voxel along the vertebra's axis / its height
     borderline: bool = False  # height fraction within that uncertainty of the trial threshold
+    # since schema 1.3.0: probability that the lesion is real (analysis.confidence) and what it was computed from
+    confidence: float | None = None
+    confidence_inputs: dict[str, float] | None = None
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Report:
     instances: np.ndarray = field(repr=False)  # 0 none, i = vertebra label i
     t1: ScalarImage | None = field(default=None, repr=False)  # on the reference grid
     t2: ScalarImage | None = field(default=None, repr=False)
+    uncertainty: ScalarImage | None = field(default=None, repr=False)  # the network's per-voxel uncertainty (0..1)
     reference_stack: Any = field(default=None, repr=False)  # io.stacks.Stack of the reference series
     dicom_seg: dict[str, Any] = field(default_factory=lambda: {"written": False, "reason": "not written yet"})
     warnings: list[str] = field(default_factory=list)

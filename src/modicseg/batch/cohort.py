@@ -33,7 +33,8 @@ D = TypeVar("D", ReportDocument, ChangeDocument)
 TYPE_ORDER = ("1", "1/2", "2/1", "2", "2/3", "3/2", "3", "unclassified", "none")
 LESION_COLUMNS = ("subject", "timepoint", "id", "level", "endplate", "type", "primary_type", "secondary_type",
                   "volume_mm3", "type1_volume_mm3", "fraction_of_vertebral_volume", "craniocaudal_extent_mm",
-                  "height_fraction", "extent_grade", "study_eligible")
+                  "height_fraction", "extent_grade", "confidence", "study_eligible", "study_status",
+                  "study_verdict_confidence")
 SUBJECT_COLUMNS = ("subject", "baseline_timepoint", "followup_timepoint", "baseline_lesions", "followup_lesions",
                    "same_type", "type_change", "regressed", "new", "baseline_type1_lesions", "type1_to_type2",
                    "type1_regressed", "type1_volume_baseline_mm3", "type1_volume_followup_mm3",
@@ -64,7 +65,9 @@ def collect(store: ResultStore, plan: Any) -> dict[str, list[dict[str, Any]]]:
         for les in report.lesions:
             lesions.append({"subject": job.entry.subject, "timepoint": job.entry.timepoint,
                             **les.model_dump(mode="json", by_alias=True, exclude_unset=True),
-                            "type1_volume_mm3": type1_volume(les), "study_eligible": eligible})
+                            "type1_volume_mm3": type1_volume(les), "study_eligible": eligible,
+                            "study_status": report.eligibility.status,
+                            "study_verdict_confidence": report.eligibility.verdict_confidence})
     for job in plan.compares.values():
         change = _read(ChangeDocument, job.output / CHANGE_JSON) \
             if store.is_done(job.job_id, job.fingerprint, job.output) else None

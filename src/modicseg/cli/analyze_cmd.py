@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "is L6, with 4 it is L4")
     parser.add_argument("--register", choices=["auto", "always", "never"], default="auto",
                         help="T1-to-T2 rigid registration (default: only for different frames of reference)")
+    parser.add_argument("--no-confidence", action="store_true",
+                        help="skip the lesion confidence and uncertainty.nii.gz (one network pass instead of two)")
     parser.add_argument("--no-qc", action="store_true", help="do not draw qc.png")
     parser.add_argument("--no-seg", action="store_true", help="do not write the DICOM SEG")
     parser.add_argument("--seg-keep-patient-identifiers", action="store_true",
@@ -52,6 +54,7 @@ def summary(report) -> str:
     for les in report.lesions:
         lines.append(f"  lesion {les.id}: {les.level or '?'} {les.endplate:<8} type {les.type:<12} "
                      f"{les.volume_mm3:8.0f} mm³  height {100 * les.height_fraction:4.0f} %  grade {les.extent_grade}"
+                     f"{'' if les.confidence is None else f'  confidence {les.confidence:.2f}'}"
                      f"{'  (borderline: within one voxel of the trial threshold)' if les.borderline else ''}")
     verdict = {"eligible": "ELIGIBLE", "not eligible": "not eligible", "borderline": "BORDERLINE: review",
                "undecided": "undecided"}[report.eligibility.status]
@@ -66,13 +69,15 @@ def run(args: argparse.Namespace) -> int:
     from modicseg.report.writers import write_report
 
     report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,
-                     model=args.model, register=args.register, device=args.device, lumbar_count=args.lumbar_count)
+                     model=args.model, register=args.register, device=args.device, lumbar_count=args.lumbar_count,
+                     confidence=not args.no_confidence)
     write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg,
                  seg_keeps_patient_identifiers=args.seg_keep_patient_identifiers)
     print(summary(report))
     if not report.dicom_seg.get("written"):
         print(f"DICOM SEG not written: {report.dicom_seg.get('reason')}")
     images = "".join(f", {r}.nii.gz" for r, image in (("t1", report.t1), ("t2", report.t2)) if image is not None)
+    images += ", uncertainty.nii.gz" if report.uncertainty is not None else ""
     print(f"wrote {args.output}/ (report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz{images}"
           f"{', labels_seg.dcm' if report.dicom_seg.get('written') else ''}{'' if args.no_qc else ', qc.png'})")
     return 0

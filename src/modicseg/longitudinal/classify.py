@@ -23,7 +23,8 @@ COLUMNS = (
     "matched_by", "overlap_dice", "volume_baseline_mm3", "volume_followup_mm3", "volume_change_mm3",
     "volume_change_percent", "size_change", "type1_volume_baseline_mm3", "type1_volume_followup_mm3",
     "type1_volume_change_mm3", "height_fraction_baseline", "height_fraction_followup", "height_fraction_change",
-    "extent_grade_baseline", "extent_grade_followup", "followup_level",
+    "extent_grade_baseline", "extent_grade_followup", "followup_level", "confidence_baseline",
+    "confidence_followup",
 )
 
 
@@ -98,6 +99,8 @@ def change_row(pair: LesionPair, baseline: Lesion | None, followup: Lesion | Non
         "extent_grade_baseline": baseline.extent_grade if baseline else None,
         "extent_grade_followup": followup.extent_grade if followup else None,
         "followup_level": followup.level if followup else None,
+        "confidence_baseline": baseline.confidence if baseline else None,
+        "confidence_followup": followup.confidence if followup else None,
     }
 
 

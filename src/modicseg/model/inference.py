@@ -164,9 +164,12 @@ class Segmenter:
         return self.segment_detailed(study, t1=t1, t2=t2, register=register).labels
 
     def segment_detailed(self, study: Study | None = None, *, t1: ScalarImage | None = None,
-                         t2: ScalarImage | None = None, register: str = "auto") -> Segmentation:
-        """Like ``segment`` plus the contrasts used, whether typing is possible and timings."""
-        return segment_images(self.predict, self.config, study, t1=t1, t2=t2, register=register)
+                         t2: ScalarImage | None = None, register: str = "auto",
+                         uncertainty: bool = False) -> Segmentation:
+        """Like ``segment`` plus the contrasts used, whether typing is possible and timings; with
+        ``uncertainty``, the evidence maps of a second pass on the mirrored input (``Segmentation.evidence``)."""
+        return segment_images(self.predict, self.config, study, t1=t1, t2=t2, register=register,
+                              uncertainty=uncertainty)
 
     def describe(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint.directory) if self.checkpoint else None,

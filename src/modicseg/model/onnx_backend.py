@@ -134,10 +134,11 @@ class OnnxSegmenter:
         return time.perf_counter() - started
 
     def segment_detailed(self, study: Any = None, *, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
-                         register: str = "auto") -> Segmentation:
-        """As ``Segmenter.segment_detailed``: labels on the T2 grid, contrasts, notes, timings."""
+                         register: str = "auto", uncertainty: bool = False) -> Segmentation:
+        """As ``Segmenter.segment_detailed``: labels on the T2 grid, contrasts, notes, timings (and with
+        ``uncertainty`` the evidence maps of a second, mirrored pass)."""
         return segment_images(self.predict, self.config, study, t1=t1, t2=t2, register=register,
-                              label_backend="numpy")
+                              label_backend="numpy", uncertainty=uncertainty)
 
     def describe(self) -> dict[str, Any]:
         return {"checkpoint": str(self.directory), "sha256": self.checkpoint_sha256, "device": "cpu",

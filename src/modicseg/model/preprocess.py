@@ -227,15 +227,41 @@ def _interpolated_argmax_torch(probs: np.ndarray, oriented_shape: tuple[int, ...
     return index.numpy()
 
 
-def _interpolated_argmax_numpy(probs: np.ndarray, oriented_shape: tuple[int, ...], model_spacing: np.ndarray,
-                               ref_spacing: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(probs, dtype=np.float32)
+def _interpolate_numpy(maps: np.ndarray, oriented_shape: tuple[int, ...], model_spacing: np.ndarray,
+                      ref_spacing: np.ndarray) -> np.ndarray:
+    """Maps [K, ...] on the model grid interpolated linearly (axis by axis) onto the oriented reference grid."""
+    out = np.ascontiguousarray(maps, dtype=np.float32)
     for axis in range(3):
         n_src, n_dst = out.shape[axis + 1], int(oriented_shape[axis])
         if n_src == n_dst and np.isclose(model_spacing[axis], ref_spacing[axis]):
             continue
         w = axis_weights(n_src, float(model_spacing[axis]), n_dst, float(ref_spacing[axis]))
         out = np.ascontiguousarray(np.moveaxis(np.tensordot(out, w, axes=([axis + 1], [1])), -1, axis + 1))
+    return out
+
+
+def maps_to_reference(maps: np.ndarray, grid: ModelGrid) -> np.ndarray:
+    """Maps [K, ...] on the model grid -> [K, *reference shape] on the reference grid (linear, float32).
+
+    The same interpolation as ``probabilities_to_labels`` uses before its argmax, without the argmax.
+    """
+    transform = orientation_transform(grid.reference_affine, grid.orientation)
+    oriented_affine = grid.reference_affine @ nib.orientations.inv_ornt_aff(transform, grid.reference_shape)
+    oriented_shape = nib.orientations.apply_orientation(np.empty(grid.reference_shape, dtype=np.uint8),
+                                                        transform).shape
+    ref_spacing = np.linalg.norm(oriented_affine[:3, :3], axis=0)
+    model_spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    out = _interpolate_numpy(maps, oriented_shape, model_spacing, ref_spacing)
+    inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(grid.orientation)),
+                                              nib.orientations.io_orientation(grid.reference_affine))
+    back = np.stack([nib.orientations.apply_orientation(channel, inverse) for channel in out])
+    assert back.shape[1:] == tuple(grid.reference_shape)
+    return np.ascontiguousarray(back, dtype=np.float32)
+
+
+def _interpolated_argmax_numpy(probs: np.ndarray, oriented_shape: tuple[int, ...], model_spacing: np.ndarray,
+                               ref_spacing: np.ndarray) -> np.ndarray:
+    out = _interpolate_numpy(probs, oriented_shape, model_spacing, ref_spacing)
     best = out[0].copy()
     index = np.zeros(best.shape, dtype=np.uint8)
     for c in range(1, out.shape[0]):

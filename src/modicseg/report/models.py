@@ -284,6 +284,7 @@ class SegOutput(_Model):
 
 class Outputs(_Model):
     labels_seg: SegOutput
+    uncertainty: str | None = None  # since 1.3.0: file of the network's per-voxel uncertainty (0..1), or null
 
 
 _REPORT_VERSION = re.compile(r"^1\.\d+\.\d+$")
@@ -406,6 +407,9 @@ class LesionChange(_Model):
     extent_grade_baseline: ExtentGrade | None = None
     extent_grade_followup: ExtentGrade | None = None
     followup_level: Level = None
+    # the lesions' confidences (probability each is real; null when unmatched or labels were given)
+    confidence_baseline: float | None = Field(default=None, ge=0, le=1)
+    confidence_followup: float | None = Field(default=None, ge=0, le=1)
 
 
 class ChangeDocument(_Document):

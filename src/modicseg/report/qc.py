@@ -99,13 +99,24 @@ def _outline(ax, mask: np.ndarray, view: SagittalView, colour: str, width: float
                 linestyle=style)
 
 
-def _tag(lesion) -> str:
+def _tag(lesion, min_confidence: float | None = None) -> str:
     endplate = {SUPERIOR: "sup", INFERIOR: "inf"}.get(lesion.endplate, "?")
     height = "?" if lesion.height_fraction is None or np.isnan(lesion.height_fraction) \
         else f"{100 * lesion.height_fraction:.0f}%"
     kind = "type ?" if lesion.type == UNCLASSIFIED else f"type {lesion.type}"
     near = " borderline" if getattr(lesion, "borderline", False) else ""
-    return f"#{lesion.id} {lesion.level or '?'} {endplate} · {kind} · {height}{near} ({lesion.extent_grade})"
+    tag = f"#{lesion.id} {lesion.level or '?'} {endplate} · {kind} · {height}{near} ({lesion.extent_grade})"
+    confidence = getattr(lesion, "confidence", None)
+    if confidence is not None:
+        low = min_confidence is not None and confidence < min_confidence
+        tag += f"\n   conf {confidence:.2f}" + ("  LOW: is it real?" if low else "")
+    return tag
+
+
+def low_confidence(lesion, min_confidence: float) -> bool:
+    """Whether the QC figure marks a lesion as doubtful (its confidence is below ``min_confidence``)."""
+    confidence = getattr(lesion, "confidence", None)
+    return confidence is not None and confidence < min_confidence
 
 
 def _spread(positions: list[float], gap: float) -> list[float]:
@@ -122,7 +133,7 @@ def _headline(report: Report) -> tuple[str, str]:
     eligibility = report.eligibility
     by_id = {les.id: les for les in report.lesions}
     if eligibility.eligible:
-        tags = ", ".join(_tag(by_id[i]) for i in eligibility.qualifying_lesions)
+        tags = ", ".join(_tag(by_id[i]).replace("\n  ", ",") for i in eligibility.qualifying_lesions)
         return f"ELIGIBLE (type 1, >= 10 % of height, T12-S1): {tags}", "#ff6b5e"
     if eligibility.eligible is None and eligibility.borderline_lesions:
         return "ELIGIBILITY BORDERLINE: " + eligibility.reasons[0].removeprefix("borderline: "), "#ffcc00"
@@ -204,12 +215,15 @@ def render_qc(report: Report, path: Path) -> None:
     tag_y = _spread([a[1] for a in anchors], gap=height_mm * 1.25 * 2 * 10 / 72 / panel_h)
     if tag_y and max(tag_y) > height_mm * 0.9:  # keep the stack on the figure
         tag_y = (np.asarray(tag_y) - (max(tag_y) - height_mm * 0.9)).tolist()
+    threshold = report.config.eligibility.min_confidence
     for lesion, (x, y), ty in zip(report.lesions, anchors, tag_y, strict=True):
         colour = TYPE_COLOURS.get(lesion.primary_type, TYPE_COLOURS[None])
         qualifies = lesion.id in report.eligibility.qualifying_lesions
-        tags.text(0.04, ty, _tag(lesion) + ("  ★" if qualifies else ""), color=colour, fontsize=10,
-                  fontweight="bold", ha="left", va="center",
-                  bbox={"facecolor": "black", "edgecolor": colour, "pad": 2.5})
+        doubtful = low_confidence(lesion, threshold)
+        tags.text(0.04, ty, _tag(lesion, threshold) + ("  ★" if qualifies else ""), color=colour, fontsize=10,
+                  fontweight="bold", ha="left", va="center", fontstyle="italic" if doubtful else "normal",
+                  bbox={"facecolor": "black", "edgecolor": "white" if doubtful else colour, "pad": 2.5,
+                        "linestyle": "--" if doubtful else "-", "linewidth": 1.6 if doubtful else 1.0})
         fig.add_artist(ConnectionPatch(xyA=(x, y), coordsA=image_axes[-1].transData, xyB=(0.04, ty),
                                        coordsB=tags.transData, color=colour, linewidth=0.9, alpha=0.9))
     if not report.lesions:
@@ -228,5 +242,6 @@ def render_qc(report: Report, path: Path) -> None:
     fig.text(0.5, 0.985, textwrap.fill(headline, width_chars), color=colour, fontsize=12, fontweight="bold",
              ha="center", va="top")
     tags.text(0.04, y0 + height_mm * 0.995, "tag: #id level endplate · type ·\nheight % of vertebra (Udby grade)"
-              "\n★ qualifies for the trial rule", color="#aaaaaa", fontsize=8, ha="left", va="bottom")
+              "\n★ qualifies for the trial rule\nconf: probability the lesion is real;"
+              f"\ndashed white box: conf < {threshold:.2f}", color="#aaaaaa", fontsize=8, ha="left", va="bottom")
     fig.savefig(path, dpi=110, facecolor="black")

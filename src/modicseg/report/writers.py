@@ -3,7 +3,8 @@
 ``report_dict(report)`` is the content of report.json; ``write_report(report, folder)`` writes
 report.json, lesions.csv, vertebrae.csv, labels.nii.gz, types.nii.gz, t1.nii.gz and t2.nii.gz (the
 images analysed, on the same reference grid: what ``review pack`` shows a reader), labels_seg.dcm
-(when the reference series came from DICOM) and qc.png.
+(when the reference series came from DICOM), uncertainty.nii.gz (the network's per-voxel uncertainty,
+when it ran with confidence) and qc.png.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ LESION_COLUMNS = ["id", "level", "endplate", "type", "primary_type", "secondary_
                   "fraction_type2", "fraction_type3", "unclassified_fraction", "volume_mm3",
                   "fraction_of_vertebral_volume", "craniocaudal_extent_mm", "height_fraction", "ap_depth_mm",
                   "ap_depth_fraction", "extent_grade", "qualifies_for_trial", "vertebra", "voxels",
-                  "extent_of_change_mm", "extent_from_endplate_mm", "height_fraction_uncertainty", "borderline"]
+                  "extent_of_change_mm", "extent_from_endplate_mm", "height_fraction_uncertainty", "borderline",
+                  "confidence"]
 VERTEBRA_COLUMNS = ["label", "level", "height_mm", "volume_mm3", "ap_depth_mm", "truncated", "axis_method",
                     "reference_t1", "reference_t2", "reference_voxels", "reference_method", "lesions"]
 
@@ -70,13 +72,17 @@ def report_dict(report: Report) -> dict[str, Any]:
                         "reasons": report.eligibility.reasons,
                         "qualifying_lesions": report.eligibility.qualifying_lesions,
                         "borderline_lesions": report.eligibility.borderline_lesions,
+                        "verdict_confidence": report.eligibility.verdict_confidence,
+                        "low_confidence_lesions": report.eligibility.low_confidence_lesions,
                         "criteria": {"levels": list(report.config.eligibility.levels),
                                      "endplates": list(ENDPLATES),
                                      "type": f"primary or secondary type {report.config.eligibility.required_type}",
                                      "min_height_fraction": report.config.eligibility.min_height_fraction,
                                      "extent_definition": definition,
-                                     "borderline_voxels": report.config.eligibility.borderline_voxels}},
-        "outputs": {"labels_seg": report.dicom_seg},
+                                     "borderline_voxels": report.config.eligibility.borderline_voxels,
+                                     "min_confidence": report.config.eligibility.min_confidence}},
+        "outputs": {"labels_seg": report.dicom_seg,
+                    "uncertainty": "uncertainty.nii.gz" if report.uncertainty is not None else None},
         "config": report.config.to_dict(),
         "warnings": report.warnings,
     })
@@ -127,6 +133,9 @@ def write_report(report: Report, folder: str | Path, qc: bool = True, dicom_seg:
         save_nifti(report.labels, str(tmp / "labels.nii.gz"))
         save_nifti(report.types, str(tmp / "types.nii.gz"))
         names += ["labels.nii.gz", "types.nii.gz"]
+        if report.uncertainty is not None:
+            save_nifti(report.uncertainty, str(tmp / "uncertainty.nii.gz"))
+            names.append("uncertainty.nii.gz")
         for name, image in (("t1.nii.gz", report.t1), ("t2.nii.gz", report.t2)):
             if images and image is not None:
                 save_nifti(image, str(tmp / name))
