@@ -119,8 +119,10 @@ def splitting_discs(discs: list[Disc], config: VertebraConfig) -> list[Disc]:
     return [d for d in discs if d.volume_mm3 >= floor]
 
 
-def _split_by_discs(points: np.ndarray, discs: list[Disc], min_fraction: float) -> list[np.ndarray]:
-    """Index arrays of the parts of one component after cutting it by the discs inside it."""
+def _split_by_discs(points: np.ndarray, discs: list[Disc], min_fraction: float,
+                    max_distance_mm: float) -> list[np.ndarray]:
+    """Index arrays of the parts of one component after cutting it by the discs inside it (those whose
+    centre lies within ``max_distance_mm`` of the component and that leave ``min_fraction`` on each side)."""
     parts = [np.arange(len(points))]
     changed = True
     while changed:
@@ -133,7 +135,7 @@ def _split_by_discs(points: np.ndarray, discs: list[Disc], min_fraction: float) 
                 side = (points[part] - disc.centre_ras) @ disc.normal_ras
                 above = side > 0
                 share = above.mean()
-                near = np.min(np.linalg.norm(points[part] - disc.centre_ras, axis=1)) < 15.0
+                near = np.min(np.linalg.norm(points[part] - disc.centre_ras, axis=1)) < max_distance_mm
                 if near and min_fraction <= share <= 1 - min_fraction:
                     # voxels inside the disc's slab bridge the two bodies: they belong to neither
                     outside = np.abs(side) >= disc.thickness_mm / 2
@@ -273,7 +275,7 @@ def _drop_slivers(pieces: list[np.ndarray], shape: tuple[int, ...], affine: np.n
 AP_STEP_RATIO = 2.0
 
 
-def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_offset_mm: float = 15.0) -> bool:
+def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_offset_mm: float) -> bool:
     """Whether a disc centre lies between two body centres (RAS, mm): inside the middle 80 % of the segment
     joining them and within ``max_offset_mm`` of it."""
     step = below - above
@@ -288,7 +290,7 @@ def disc_between(above: np.ndarray, below: np.ndarray, discs: list[Disc], max_of
     return False
 
 
-def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
+def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc], max_offset_mm: float) -> int:
     """How many of the lowest bodies (centres superior to inferior, RAS mm) are bone that is not a vertebra.
 
     Every lumbar body is separated from the next by a disc. The lowest bodies that no disc (of any
@@ -298,12 +300,14 @@ def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
     shift every level name. A body below the one above without a disc between is kept otherwise:
     the segmentation may have missed a degenerate disc, and S1 itself lies well behind L5 in a
     lordotic spine. Only applied when discs separate the other bodies (all neighbouring pairs but at
-    most one, and at least two), so masks that label bodies only keep every body.
+    most one, and at least two), so masks that label bodies only keep every body. A disc separates two
+    bodies when its centre lies within ``max_offset_mm`` of the segment joining theirs
+    (``vertebrae.separating_disc_offset_mm``).
     """
     if len(centres) < 4 or len(discs) < 2:
         return 0
     first = len(centres)  # the first of the lowest bodies without a disc above them
-    while first > 3 and not disc_between(centres[first - 2], centres[first - 1], discs):
+    while first > 3 and not disc_between(centres[first - 2], centres[first - 1], discs, max_offset_mm):
         first -= 1
     if first == len(centres):
         return 0
@@ -311,7 +315,7 @@ def bodies_below_last_disc(centres: list[np.ndarray], discs: list[Disc]) -> int:
     if abs(step[1]) < AP_STEP_RATIO * abs(step[2]):  # a vertebra under a missed disc, or S1 behind L5
         return 0
     rest = centres[:first]
-    separated = sum(disc_between(a, b, discs) for a, b in itertools.pairwise(rest))
+    separated = sum(disc_between(a, b, discs, max_offset_mm) for a, b in itertools.pairwise(rest))
     return len(centres) - first if separated >= max(2, len(rest) - 2) else 0
 
 
@@ -334,7 +338,7 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
             dropped += 1
             continue
         points = geo.world_points(affine, ijk)
-        parts = _split_by_discs(points, cutting, config.split_min_side_fraction)
+        parts = _split_by_discs(points, cutting, config.split_min_side_fraction, config.split_max_disc_distance_mm)
         if len(parts) > 1:
             warnings.append(f"{len(parts)} touching vertebral bodies were split at the discs between them")
         for part in parts:
@@ -360,7 +364,7 @@ def find_vertebrae(labels: np.ndarray, affine: np.ndarray, config: VertebraConfi
     order = np.argsort([-c[2] for c in centres])  # superior first
     pieces = [pieces[i] for i in order]
     centres = [centres[i] for i in order]
-    below_last_disc = bodies_below_last_disc(centres, discs)
+    below_last_disc = bodies_below_last_disc(centres, discs, config.separating_disc_offset_mm)
     if below_last_disc:
         pieces, centres = pieces[:-below_last_disc], centres[:-below_last_disc]
         warnings.append(f"{below_last_disc} bone part(s) behind and below the lowest body, not separated from it "

@@ -2,19 +2,22 @@
 
 It states everything inference needs to reproduce the training conditions: input channels and how
 a missing contrast is signalled, the array orientation, the target voxel size, the intensity
-normalisation, the output labels, the network architecture and the sliding-window settings.
+normalisation, the output labels, the network architecture, the sliding-window settings and the
+clean-up after the network. A ``modicseg.core.settings.Settings`` model like the analysis and
+training settings: an unknown key, in the file or in one of its sections, is an error naming it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from modicseg.core.labels import CLASS_NAMES, NESTED
+from modicseg.core.settings import Settings, SettingsError
 
 CONFIG_FORMAT = "modicseg-model-config/1"
 
@@ -52,14 +55,13 @@ def plan_anisotropic(spacing_mm: Sequence[float], patch_size: Sequence[int],
     return kernels, strides
 
 
-@dataclass
-class NetworkConfig:
+class NetworkConfig(Settings):
     """MONAI DynUNet hyper-parameters (kernels/strides per level, axis order = model orientation)."""
 
     name: str = "DynUNet"
-    filters: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 192])
-    kernel_size: list[list[int]] = field(default_factory=list)
-    strides: list[list[int]] = field(default_factory=list)
+    filters: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 192])
+    kernel_size: list[list[int]] = Field(default_factory=list)
+    strides: list[list[int]] = Field(default_factory=list)
     res_block: bool = False
     norm: str = "instance"
 
@@ -68,37 +70,97 @@ class NetworkConfig:
         if self.kernel_size and self.strides:
             return self
         kernels, strides = plan_anisotropic(spacing_mm, patch_size, len(self.filters))
-        return dataclasses.replace(self, kernel_size=kernels, strides=strides)
+        return self.model_copy(update={"kernel_size": kernels, "strides": strides})
 
 
-@dataclass
-class ModelConfig:
+class NormalizationSettings(Settings):
+    """The keys of ``ModelConfig.normalization`` (checked; the section itself stays a mapping)."""
+
+    method: Literal["percentile"] = "percentile"
+    lower_percentile: float = 1.0
+    upper_percentile: float = 99.0
+    clip: tuple[float, float] = (-0.5, 2.0)
+    missing_channel_value: float = 0.0
+
+
+class InferenceSettings(Settings):
+    """The keys of ``ModelConfig.inference`` (sliding window; checked, the section stays a mapping)."""
+
+    roi_size: list[int] = Field(default_factory=lambda: [16, 128, 128])
+    overlap: float = Field(default=0.25, ge=0, lt=1)
+    blend: Literal["gaussian", "constant"] = "gaussian"
+    sw_batch_size: int = Field(default=1, ge=1)
+
+
+class ColumnSettings(Settings):
+    """Parameters of ``model.postprocess.spinal_column_mask`` (mm): ``postprocess.spinal_column`` of a
+    model configuration, when it is a mapping rather than true / false."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bridge_mm: float = Field(default=2.0, ge=0)  # bridges thinner than twice this are cut
+    gap_mm: float = Field(default=8.0, ge=0)  # regions this close to the column (in a chain) stay
+
+    @classmethod
+    def from_config(cls, postprocess: Mapping[str, Any] | None) -> ColumnSettings | None:
+        """The settings named by a model config's ``postprocess`` section; None when switched off."""
+        section = (postprocess or {}).get("spinal_column")
+        if not section:
+            return None
+        if section is True:
+            return cls()
+        return cls.from_data(dict(section), source="postprocess.spinal_column")
+
+
+class PostprocessSettings(Settings):
+    """The keys of ``ModelConfig.postprocess`` (checked; the section stays a mapping)."""
+
+    spinal_column: bool | ColumnSettings = True
+
+    @field_validator("spinal_column", mode="before")
+    @classmethod
+    def _switch_or_settings(cls, value: Any) -> Any:
+        return value if isinstance(value, bool) else ColumnSettings.model_validate(value)
+
+
+def _checked(schema: type[Settings]) -> Any:
+    """A mapping section whose keys and values ``schema`` checks; the mapping itself is kept as given."""
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        schema.model_validate(value)
+        return value
+    check.schema = schema  # type: ignore[attr-defined]  # read by core.settings to list the known keys
+    return AfterValidator(check)
+
+
+class ModelConfig(Settings):
     """Everything a checkpoint needs besides its weights (saved as ``config.json``)."""
 
     version: str = "0.1.0"
     name: str = "modicseg-unet"
     #: image contrasts, in input-channel order; each is followed by a presence flag channel.
-    channels: list[str] = field(default_factory=lambda: ["T1", "T2"])
+    channels: list[str] = Field(default_factory=lambda: ["T1", "T2"])
     presence_flags: bool = True
     #: nibabel axis codes of the model's array axes; axis 0 is the (thick) sagittal slice axis.
     orientation: str = "RAS"
     #: target voxel size in mm for (axis 0, axis 1, axis 2) of the model orientation.
-    spacing_mm: list[float] = field(default_factory=lambda: [4.0, 1.0, 1.0])
+    spacing_mm: list[float] = Field(default_factory=lambda: [4.0, 1.0, 1.0])
     #: slice-axis spacings in this range are kept as acquired (no interpolation across thick slices).
-    native_slice_spacing_range_mm: list[float] = field(default_factory=lambda: [2.5, 5.0])
-    #: per-channel intensity normalisation (percentile scaling, then clipping).
-    normalization: dict[str, Any] = field(default_factory=lambda: {
+    native_slice_spacing_range_mm: list[float] = Field(default_factory=lambda: [2.5, 5.0])
+    #: per-channel intensity normalisation (percentile scaling, then clipping): NormalizationSettings' keys.
+    normalization: Annotated[dict[str, Any], _checked(NormalizationSettings)] = Field(default_factory=lambda: {
         "method": "percentile", "lower_percentile": 1.0, "upper_percentile": 99.0,
         "clip": [-0.5, 2.0], "missing_channel_value": 0.0})
-    labels: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
-    nested: dict[int, int] = field(default_factory=lambda: dict(DEFAULT_NESTED))
-    patch_size: list[int] = field(default_factory=lambda: [16, 128, 128])
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    inference: dict[str, Any] = field(default_factory=lambda: {
+    labels: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS))
+    nested: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_NESTED))
+    patch_size: list[int] = Field(default_factory=lambda: [16, 128, 128])
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    #: sliding-window settings: InferenceSettings' keys.
+    inference: Annotated[dict[str, Any], _checked(InferenceSettings)] = Field(default_factory=lambda: {
         "roi_size": [16, 128, 128], "overlap": 0.25, "blend": "gaussian", "sw_batch_size": 1})
     #: clean-up after the network (``model.postprocess``): ``spinal_column`` keeps the labelled
-    #: voxels that form the spinal column (true, false, or {bridge_mm, gap_mm}).
-    postprocess: dict[str, Any] = field(default_factory=lambda: {"spinal_column": True})
+    #: voxels that form the spinal column (true, false, or {bridge_mm, gap_mm}: ColumnSettings).
+    postprocess: Annotated[dict[str, Any], _checked(PostprocessSettings)] = Field(
+        default_factory=lambda: {"spinal_column": True})
 
     # --- derived ---------------------------------------------------------------------------------
     @property
@@ -111,33 +173,30 @@ class ModelConfig:
 
     def resolved(self) -> ModelConfig:
         """A copy whose network kernels/strides are filled in."""
-        return dataclasses.replace(self, network=self.network.planned(self.spacing_mm, self.patch_size))
+        return self.model_copy(update={"network": self.network.planned(self.spacing_mm, self.patch_size)})
 
     # --- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = self.model_dump()
         d["labels"] = {str(k): v for k, v in self.labels.items()}
         d["nested"] = {str(k): v for k, v in self.nested.items()}
         return {"format": CONFIG_FORMAT, **d}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        data = {k: v for k, v in data.items() if k != "format"}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        if "labels" in data:
-            data["labels"] = {int(k): str(v) for k, v in data["labels"].items()}
-        if "nested" in data:
-            data["nested"] = {int(k): int(v) for k, v in data["nested"].items()}
-        if "network" in data and isinstance(data["network"], dict):
-            data["network"] = NetworkConfig(**data["network"])
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any], source: str | Path = "model configuration") -> ModelConfig:
+        """The configuration ``data`` gives (defaults for what it leaves out); SettingsError (also a
+        ValueError) naming ``source`` and the key for an unknown key or a value that does not fit."""
+        return cls.from_data({k: v for k, v in data.items() if k != "format"}, source)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"{path}: cannot read the model configuration ({exc})") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: a model configuration is a JSON object")
+        return cls.from_dict(data, source=path)

@@ -24,18 +24,13 @@ from modicseg.model.checkpoint import bundle_metadata, file_sha256, load_checkpo
 from modicseg.model.data import VolumeFn
 from modicseg.model.inference import Segmenter
 from modicseg.model.train import TrainResult, train, validation_sets
-from modicseg.model.train_config import DEFAULTS, deep_merge
+from modicseg.model.train_config import FinetuneSettings
 from modicseg.model.validation import validate_cases
 
-FINETUNE_DEFAULTS: dict[str, Any] = deep_merge(DEFAULTS, {
-    "run_dir": "runs/finetune",
-    "optim": {"steps": 300, "lr": 5e-4, "warmup_steps": 20, "checkpoint_every_min": 5.0},
-    "data": {"real": {"fraction": 0.75}},
-    "validation": {"every_steps": 100, "synthetic": {"n_cases": 0}},
-})
-FINETUNE_DEFAULTS["validation"]["fraction"] = 0.25
-FINETUNE_DEFAULTS["validation"]["cases"] = None
-FINETUNE_DEFAULTS["validation"]["contrasts"] = None
+#: The fine-tuning settings' schema and defaults (``load_settings(path, overrides, base=FINETUNE_DEFAULTS)``;
+#: ``FINETUNE_DEFAULTS.defaults()`` is the plain dict): training's, with fewer steps, a lower learning
+#: rate, mostly annotated patches and validation on held-out cases.
+FINETUNE_DEFAULTS = FinetuneSettings
 
 
 @dataclass

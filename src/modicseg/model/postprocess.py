@@ -11,28 +11,17 @@ return. All distances are in mm on the grid of the mask.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
+# The parameters (bridge_mm 2, gap_mm 8) are part of the model configuration (``postprocess``), with
+# its other settings; re-exported here, where they are used.
+from modicseg.model.config import ColumnSettings
 
-@dataclass(frozen=True)
-class ColumnSettings:
-    """Parameters of ``spinal_column_mask`` (mm)."""
+__all__ = ["ColumnSettings", "restrict_to_column", "spinal_column_mask"]
 
-    bridge_mm: float = 2.0
-    gap_mm: float = 8.0
-
-    @classmethod
-    def from_config(cls, postprocess: dict | None) -> ColumnSettings | None:
-        """The settings named by a model config's ``postprocess`` section; None when switched off."""
-        section = (postprocess or {}).get("spinal_column")
-        if not section:
-            return None
-        if section is True:
-            return cls()
-        return cls(**{k: float(v) for k, v in dict(section).items()})
+#: bridge_mm 2, gap_mm 8: the defaults of a model configuration's ``postprocess.spinal_column: true``
+DEFAULT_COLUMN = ColumnSettings()
 
 
 def _foreground_box(foreground: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
@@ -45,7 +34,7 @@ def _foreground_box(foreground: np.ndarray, margin: np.ndarray) -> tuple[slice, 
 
 
 def spinal_column_mask(foreground: np.ndarray, spacing: np.ndarray,
-                       settings: ColumnSettings = ColumnSettings()) -> np.ndarray:
+                       settings: ColumnSettings = DEFAULT_COLUMN) -> np.ndarray:
     """The part of a boolean foreground that belongs to the spinal column (see module docstring).
 
     Computed in the foreground's bounding box grown by the largest distance used (plus a voxel),
@@ -85,7 +74,7 @@ def _column_in_box(foreground: np.ndarray, spacing: np.ndarray, settings: Column
 
 
 def restrict_to_column(probs: np.ndarray, spacing: np.ndarray,
-                       settings: ColumnSettings = ColumnSettings()) -> tuple[np.ndarray, int]:
+                       settings: ColumnSettings = DEFAULT_COLUMN) -> tuple[np.ndarray, int]:
     """Class probabilities [K, ...] (model grid, ``spacing`` mm) with every voxel whose argmax lies
     outside the spinal column turned into certain background; and how many voxels that was."""
     foreground = np.argmax(probs, axis=0) > 0
