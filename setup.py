@@ -19,7 +19,8 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 MODEL_NAME = "modicseg-unet-v1"
-MODEL_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md", "model.onnx", "model.onnx.json")
+MODEL_FILES = ("model.pt", "config.json", "metadata.json", "MODEL_CARD.md", "model.onnx", "model.onnx.json",
+               "confidence.json")
 REQUIRED = ("model.pt", "config.json")
 MAX_MODEL_MB = 50.0
 

@@ -163,6 +163,7 @@ def main() -> int:
         calibrator = fit_calibrator(x, y, l2=args.l2, fitted_on={
             "summary": summary, "subjects": subjects, "samples": len(samples), "real": int(y.sum()),
             "cross_fitted_auroc": round(cf["auroc"], 4), "cross_fitted_ece": round(cf["ece"], 4),
+            "checkpoint_sha256": segmenter.checkpoint_sha256,
             "command": "scripts/bench_confidence.py --write-calibration"})
         out = args.write_calibration / CALIBRATION_FILE
         out.write_text(json.dumps(calibrator.to_dict(), indent=1) + "\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -105,7 +107,7 @@ def test_written_report_carries_confidence_uncertainty_map_and_csv(phantom, plai
     assert document.outputs.uncertainty == "uncertainty.nii.gz"
     image = nib.load(tmp_path / "out" / "uncertainty.nii.gz")
     assert np.allclose(image.affine, phantom.labels.affine)
-    assert np.allclose(np.asarray(image.dataobj), 0.25)
+    assert np.allclose(np.asarray(image.dataobj), 0.25, atol=1 / 255)  # stored in 8 bits
     with open(tmp_path / "out" / "lesions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [float(r["confidence"]) for r in rows] == [0.8, 0.45]
@@ -160,3 +162,41 @@ def test_unreported_evidence_is_the_strongest_unreported_region_inside_a_body():
     evidence = NetworkEvidence(*(ScalarImage(a, np.eye(4)) for a in (probability, probability, probability)))
     assert unreported_lesion_evidence(evidence, reported, bodies, 1.0, 20.0) == pytest.approx(0.6)
     assert unreported_lesion_evidence(evidence, reported, bodies, 1.0, 100.0) == 0.0  # too small to count
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "modicseg-unet-v1"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.pt").is_file(), reason="no shipped model")
+def test_shipped_model_confidence_leaves_the_labels_alone_and_refuses_a_stale_calibrator(tmp_path):
+    """The mirrored pass adds confidence and the uncertainty map but never changes the labels; the shipped
+    calibrator belongs to the shipped weights; a calibrator fitted for other weights is not used."""
+    from modicseg.io.study import StudyRequest
+    from modicseg.pipeline import analyze
+    from modicseg.synth.demo import make_demo_study
+
+    study = make_demo_study(tmp_path / "study", seed=0)
+    plain = analyze(StudyRequest(path=study), model=SHIPPED, device="cpu", confidence=False)
+    sure = analyze(StudyRequest(path=study), model=SHIPPED, device="cpu")
+    assert np.array_equal(plain.labels.array, sure.labels.array)
+    assert [les.level for les in sure.lesions] == [les.level for les in plain.lesions] and sure.lesions
+    assert all(les.confidence is None for les in plain.lesions) and plain.uncertainty is None
+    assert all(0.0 <= les.confidence <= 1.0 for les in sure.lesions)
+    assert sure.uncertainty is not None and sure.uncertainty.same_grid(sure.labels)
+    info = sure.provenance["segmentation"]["confidence"]
+    assert info["passes"] == 2
+    assert info["calibrated"] is (SHIPPED / CALIBRATION_FILE).is_file()
+    # the same weights with a calibrator fitted for another model.pt: not used, and the report says so
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for name in ("model.pt", "config.json", "metadata.json", "model.onnx", "model.onnx.json"):
+        if (SHIPPED / name).is_file():
+            shutil.copy(SHIPPED / name, copy / name)
+    stale = Calibrator(("probability",), np.zeros(1), np.ones(1), np.array([4.0]), -2.0,
+                       {"checkpoint_sha256": "0" * 64})
+    (copy / CALIBRATION_FILE).write_text(json.dumps(stale.to_dict()))
+    other = analyze(StudyRequest(path=study), model=copy, device="cpu")
+    assert other.provenance["segmentation"]["confidence"]["calibrated"] is False
+    assert any("fitted for other weights" in w for w in other.warnings)
+    assert [les.confidence for les in other.lesions] == pytest.approx(
+        [les.confidence_inputs["probability"] for les in other.lesions])

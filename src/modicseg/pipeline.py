@@ -69,16 +69,22 @@ def run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Pat
                             "runtime": segmenter.runtime,
                             "timings_s": {k: round(float(v), 3) for k, v in result.timings_s.items()}}
     calibrator = None
+    notes: list[str] = []
     if confidence:
         directory = getattr(segmenter, "directory", None)
         if directory is None and getattr(segmenter, "checkpoint", None) is not None:
             directory = segmenter.checkpoint.directory
         calibrator = Calibrator.for_checkpoint(directory)
+        fitted_for = None if calibrator is None else calibrator.fitted_on.get("checkpoint_sha256")
+        if calibrator is not None and fitted_for != segmenter.checkpoint_sha256:
+            calibrator = None  # fitted for other weights: its probabilities would mean nothing here
+            notes.append("the checkpoint's confidence.json was fitted for other weights (model.pt changed): "
+                         "lesion confidence is not calibrated")
         info["confidence"] = {"passes": 2 if result.evidence is not None else 1,
                               "test_time_augmentation": "the input as given and mirrored left-right",
                               "calibrated": calibrator is not None,
                               "calibrated_on": None if calibrator is None else calibrator.fitted_on.get("summary")}
-    return NetworkRun(result.labels, info, list(result.notes), result.evidence, calibrator)
+    return NetworkRun(result.labels, info, [*result.notes, *notes], result.evidence, calibrator)
 
 
 def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str | Path | None = None,

@@ -8,6 +8,9 @@ training generator never produced:
   painter) into those subjects: a reported lesion touching a painted voxel is real, one touching none
   is false on a healthy subject and left out on the others (their own marrow is not known to be normal).
 
+Each distinct lesion counts once: a false lesion of a painted scan that overlaps a lesion of the same
+scan unpainted is that lesion again (already counted from the unpainted scan), not a new sample.
+
 Scores come from leave-one-subject-out cross-fitting: every lesion's confidence is predicted by a
 calibrator fitted on the other subjects only, so no figure is scored on what it was fitted on.  The
 shipped calibrator is then fitted on all of them.
@@ -98,16 +101,20 @@ def paint(case: LabelledCase, seed: int, types: Sequence[str]) -> tuple[Any, Any
 
 
 def samples_of(report: Any, subject: str, case: str, variant: str, truth_map: np.ndarray | None,
-               healthy: bool) -> list[LesionSample]:
-    """Labelled samples from one analysed scan (``truth_map``: painted lesion ids, None when unpainted)."""
+               healthy: bool, unpainted_lesions: np.ndarray | None = None) -> list[LesionSample]:
+    """Labelled samples from one analysed scan (``truth_map``: painted lesion ids, None when unpainted;
+    ``unpainted_lesions``: the lesion map of the same scan unpainted, whose lesions are already counted)."""
     out = []
     lesion_map = np.asarray(report.lesion_map)
     for lesion in report.lesions:
         if lesion.confidence_inputs is None:
             continue
-        touches = truth_map is not None and bool(np.any(truth_map[lesion_map == lesion.id] > 0))
+        voxels = lesion_map == lesion.id
+        touches = truth_map is not None and bool(np.any(truth_map[voxels] > 0))
         if not touches and not healthy:
             continue  # unknown truth: the subject's own marrow is not known to be normal
+        if not touches and unpainted_lesions is not None and bool(np.any(unpainted_lesions[voxels] > 0)):
+            continue  # the unpainted scan's false lesion again: counted once
         out.append(LesionSample(subject, case, variant, lesion.id, dict(lesion.confidence_inputs), touches,
                                 float(lesion.volume_mm3)))
     return out
@@ -121,9 +128,11 @@ def collect(segmenter: Any, cases: Sequence[tuple[LabelledCase, bool]], variants
     samples: list[LesionSample] = []
     for case, healthy in cases:
         subject = subject_of(case, shared_root(case))
+        unpainted = None
         if healthy:
             report, _ = analyse(segmenter, case.t1, case.t2, config)
             samples += samples_of(report, subject, case.name, "unpainted", None, True)
+            unpainted = np.asarray(report.lesion_map)
         for v in range(variants):
             s = case_seed(case.name, seed + 101 * (v + 1))
             count = 2 + s % 2
@@ -131,7 +140,7 @@ def collect(segmenter: Any, cases: Sequence[tuple[LabelledCase, bool]], variants
             t1, t2, painting = paint(case, s, types)
             report, _ = analyse(segmenter, t1, t2, config)
             samples += samples_of(report, subject, case.name, f"painted {v + 1}", np.asarray(painting.lesion_map),
-                                  healthy)
+                                  healthy, unpainted)
         if progress is not None:
             mine = [x for x in samples if x.case == case.name]
             progress(f"{case.name} ({subject}): {len(mine)} lesions, {sum(x.real for x in mine)} real")
@@ -149,6 +158,7 @@ def collect_verdicts(segmenter: Any, pair: LabelledCase, count: int, seed: int, 
     """``count`` painted variants of a T1+T2 pair (types from VERDICT_PLANS) with their truth, and their
     lesion samples (the pair's subject is healthy: untouched lesions are false)."""
     cases, samples = [], []
+    unpainted: np.ndarray | None = None
     voxel = float(abs(np.linalg.det(pair.labels.affine[:3, :3])))
     for v in range(count):
         types = VERDICT_PLANS[v % len(VERDICT_PLANS)]
@@ -166,7 +176,12 @@ def collect_verdicts(segmenter: Any, pair: LabelledCase, count: int, seed: int, 
         name = f"variant {v + 1}"
         cases.append(VerdictCase(subject, pair.name, name, painted, "1" in painted, list(report.lesions),
                                  unreported, bool(report.typing.get("possible"))))
-        samples += samples_of(report, subject, pair.name, name, truth_map, True)
+        if truth_map is None and unpainted is not None:
+            pass  # the unpainted pair again: its lesions are counted
+        else:
+            samples += samples_of(report, subject, pair.name, name, truth_map, True, unpainted)
+        if truth_map is None and unpainted is None:
+            unpainted = np.asarray(report.lesion_map)
         if progress is not None:
             progress(f"{pair.name} {name}: painted {painted or 'nothing'}, {len(report.lesions)} lesions, "
                      f"verdict {report.eligibility.status}")

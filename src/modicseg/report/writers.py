@@ -56,6 +56,19 @@ def write_csv(path: Path, columns: list[str] | tuple[str, ...], rows: list[dict[
             writer.writerow({c: _csv_value(row.get(c)) for c in columns})
 
 
+def save_scaled_uint8(image: Any, path: Path) -> None:
+    """A 0..1 map as NIfTI stored in 8 bits with its scale factor (steps of 1/255; a quarter of float32's size)."""
+    import nibabel as nib
+    import numpy as np
+
+    from modicseg.core.convert import to_nibabel
+
+    steps = np.round(np.clip(np.asarray(image.array, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    nii = to_nibabel(image.with_array(steps))
+    nii.header.set_slope_inter(1.0 / 255.0, 0.0)
+    nib.save(nii, str(path))
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     """The content of report.json (see docs/report.md)."""
     definition = report.config.grading.extent_definition
@@ -134,7 +147,7 @@ def write_report(report: Report, folder: str | Path, qc: bool = True, dicom_seg:
         save_nifti(report.types, str(tmp / "types.nii.gz"))
         names += ["labels.nii.gz", "types.nii.gz"]
         if report.uncertainty is not None:
-            save_nifti(report.uncertainty, str(tmp / "uncertainty.nii.gz"))
+            save_scaled_uint8(report.uncertainty, tmp / "uncertainty.nii.gz")
             names.append("uncertainty.nii.gz")
         for name, image in (("t1.nii.gz", report.t1), ("t2.nii.gz", report.t2)):
             if images and image is not None:
