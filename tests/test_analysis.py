@@ -51,6 +51,14 @@ def test_level_names_anchor_at_lowest_and_count_up() -> None:
         name_levels(3, "L6")  # no L6 in a five-lumbar spine
     with pytest.raises(InputError):
         name_levels(3, lumbar_count=7)
+    # thirteen thoracic vertebrae: T13 between T12 and L1
+    assert parse_level("Th13") == "T13" and parse_level("t13") == "T13"
+    assert name_levels(8, thoracic_count=13) == ["T12", "T13", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert name_levels(3, "L1", lumbar_count=6, thoracic_count=13) == ["T12", "T13", "L1"]
+    with pytest.raises(InputError, match="T13 does not exist in a spine with 12 thoracic"):
+        name_levels(3, "T13")  # no T13 in a spine with 12 thoracic vertebrae
+    with pytest.raises(InputError):
+        name_levels(3, thoracic_count=11)
 
 
 def test_config_file_matches_defaults() -> None:

@@ -472,6 +472,22 @@ def _(c: Ctx) -> Case:
     return Case(_nifti_args(c), c.t2, r"orientation is unknown")
 
 
+@case("nifti_t1_t2_are_mgz")
+def _(c: Ctx) -> Case:  # nibabel reads MGH/MGZ as MGHImage: was an AttributeError traceback (get_sform)
+    t1, t2 = c.dir / "t1.mgz", c.dir / "t2.mgz"
+    nib.save(nib.MGHImage(c.phantom.t1.array.astype(np.float32), c.phantom.t1.affine), str(t1))
+    nib.save(nib.MGHImage(c.phantom.t2.array.astype(np.float32), c.phantom.t2.affine), str(t2))
+    return Case(["analyze", "--t1", t1, "--t2", t2, "-o", c.out], t1,
+                r"not a NIfTI file: it is a FreeSurfer MGH/MGZ image \(nibabel reads it as MGHImage\)")
+
+
+@case("nifti_t2_is_analyze")
+def _(c: Ctx) -> Case:  # an Analyze 7.5 .img/.hdr pair: no sform or qform, no orientation
+    path = c.dir / "t2.img"
+    nib.save(nib.AnalyzeImage(c.phantom.t2.array.astype(np.float32), c.phantom.t2.affine), str(path))
+    return Case(_nifti_args(c, t2=path), path, r"not a NIfTI file: it is an Analyze 7\.5 image")
+
+
 # --- wrong label maps -------------------------------------------------------------------------------
 
 def _save_labels(c: Ctx, array: np.ndarray, affine: np.ndarray | None = None, name: str = "labels.nii.gz") -> Path:
@@ -535,6 +551,14 @@ def _(c: Ctx) -> Case:
 def _(c: Ctx) -> Case:
     path = c.dir / "no-labels.nii.gz"
     return Case(c.analyze(labels=path), path, r"label map not found")
+
+
+@case("labels_mgz")
+def _(c: Ctx) -> Case:
+    path = c.dir / "labels.mgz"
+    nib.save(nib.MGHImage(np.asarray(c.phantom.labels.array).astype(np.uint8), c.phantom.labels.affine), str(path))
+    return Case(c.analyze(labels=path), path, r"not a NIfTI file: it is a FreeSurfer MGH/MGZ image .* convert the "
+                                              r"label map to a \.nii or \.nii\.gz file")
 
 
 @case("labels_four_d")

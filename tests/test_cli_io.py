@@ -94,6 +94,24 @@ def test_bad_input_exits_non_zero_without_output(case, tmp_path) -> None:
     assert not list(tmp_path.glob(".out.tmp-*"))
 
 
+def test_an_mgz_given_as_t1_and_t2_is_one_error_line_and_no_output(tmp_path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    affine = np.diag([0.8, 0.8, 4.0, 1.0])
+    for name in ("t1.mgz", "t2.mgz"):  # real FreeSurfer MGZ files, as nibabel writes them
+        nib.save(nib.MGHImage(np.random.default_rng(0).random((40, 40, 9), dtype=np.float32), affine),
+                 str(tmp_path / name))
+    out = tmp_path / "out"
+    result = modicseg("analyze", "--t1", str(tmp_path / "t1.mgz"), "--t2", str(tmp_path / "t2.mgz"), "-o", str(out))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 't1.mgz'}: not a NIfTI file: it is a FreeSurfer MGH/MGZ image (nibabel reads it as "
+        "MGHImage); convert the image to a .nii or .nii.gz file (e.g. with nibabel or FreeSurfer's mri_convert)"]
+    assert result.stdout == ""
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
 def test_inspect_accepts_nifti_inputs(study, tmp_path) -> None:
     out = tmp_path / "nii"
     assert modicseg("convert", str(study), "-o", str(out)).returncode == 0

@@ -5,7 +5,7 @@
   with the cortical endplate never make a lesion mixed;
 * the extent definition behind the 10 % rule (the change's own span, or from the endplate surface)
   and the borderline flag within one voxel of 10 %;
-* every written report validates against its schema, L6 included.
+* every written report validates against its schema, L6 and T13 included.
 """
 
 from __future__ import annotations
@@ -197,6 +197,44 @@ def test_a_six_lumbar_report_is_written_and_validates(tmp_path):
     validate_report(data)
     assert data["schema_version"] == "1.3.0" and [les["level"] for les in data["lesions"]] == ["L6"]
     assert data["eligibility"]["eligible"] is True and "L6" in data["eligibility"]["criteria"]["levels"]
+
+
+def test_a_thirteen_thoracic_report_names_t13_and_validates(tmp_path):
+    # the phantom's top body (its "T12", above L1) is T13 in a spine counted with 13 thoracic vertebrae
+    phantom = make_phantom([PhantomLesion("T12", "inferior", 6.0, types=("1",))], seed=8)
+    report = analyze_images(phantom.labels, phantom.t1, phantom.t2, thoracic_count=13)
+    assert [v.level for v in report.vertebrae] == ["T13", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert "levels named for a spine with 13 thoracic vertebrae, counted up from S1" in report.warnings
+    write_report(report, tmp_path / "out", qc=False, dicom_seg=False)
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    validate_report(data)
+    assert [les["level"] for les in data["lesions"]] == ["T13"]
+    assert data["vertebrae"][0]["level"] == "T13"
+    # T13 lies between T12 and L1: inside Th12-S1, so the default trial levels include it
+    assert data["eligibility"]["eligible"] is True and "T13" in data["eligibility"]["criteria"]["levels"]
+    # the same from the settings (vertebrae.thoracic_count), and a count that does not exist is refused
+    config = AnalysisConfig.from_dict({"vertebrae": {"thoracic_count": 13}})
+    same = analyze_images(phantom.labels, phantom.t1, phantom.t2, config=config)
+    assert [v.level for v in same.vertebrae] == [v.level for v in report.vertebrae]
+    with pytest.raises(InputError, match=r"vertebrae\.thoracic_count"):
+        AnalysisConfig.from_dict({"vertebrae": {"thoracic_count": 14}})
+
+
+def test_analyze_thoracic_count_13_on_the_command_line(tmp_path, capsys):
+    from modicseg.cli import main
+    from modicseg.core.convert import save_nifti
+
+    phantom = make_phantom([PhantomLesion("T12", "inferior", 6.0, types=("1",))], seed=8)
+    for name, image in (("t1", phantom.t1), ("t2", phantom.t2), ("labels", phantom.labels)):
+        save_nifti(image, str(tmp_path / f"{name}.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["analyze", "--t1", str(tmp_path / "t1.nii.gz"), "--t2", str(tmp_path / "t2.nii.gz"), "--labels",
+                 str(tmp_path / "labels.nii.gz"), "-o", str(out), "--thoracic-count", "13", "--no-qc",
+                 "--no-seg"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("vertebrae: T13 ") and "  lesion 1: T13 inferior" in printed
+    assert "warning: levels named for a spine with 13 thoracic vertebrae, counted up from S1" in printed
+    validate_report(json.loads((out / "report.json").read_text()))
 
 
 def test_the_suite_refuses_a_report_that_breaks_its_schema(tmp_path):

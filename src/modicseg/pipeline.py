@@ -90,7 +90,8 @@ def run_network(t1: ScalarImage | None, t2: ScalarImage | None, model: str | Pat
 def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str | Path | None = None,
             config: AnalysisConfig | str | Path | None = None, lowest_level: str | None = None,
             model: str | Path | None = None, register: str = "auto", device: str = "auto",
-            lumbar_count: int | None = None, confidence: bool = True) -> Report:
+            lumbar_count: int | None = None, confidence: bool = True,
+            thoracic_count: int | None = None) -> Report:
     """Analyse a study: segmentation (or the given label map), levels, lesions, types, measures.
 
     ``study``: a :class:`~modicseg.io.study.Study`, a :class:`~modicseg.io.study.StudyRequest`, or
@@ -99,7 +100,8 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
     map (LabelImage or NIfTI path; 0 background, 1 body, 2 disc, 3 lesion) to analyse instead of
     running the network.
     ``lowest_level``: name of the lowest vertebra in view (default from the config: S1).
-    ``lumbar_count``: 4, 5 or 6 lumbar vertebrae when counting up from S1 (default from the config: 5).
+    ``lumbar_count``: 4, 5 or 6 lumbar vertebrae when counting up from S1 (default from the config: 5);
+    ``thoracic_count``: 12 or 13 thoracic vertebrae (13: a T13 between T12 and L1; default from the config: 12).
     ``model``: a checkpoint folder for the network (default: the shipped model); ``device``:
     "auto", "cpu" or "cuda".  ``confidence``: give every lesion the probability that it is real (a second,
     mirrored network pass; ``analysis.confidence``) and write the uncertainty map.
@@ -121,7 +123,8 @@ def analyze(study: Study | StudyRequest | str | Path, labels: LabelImage | str |
         label_image = load_labels(run.labels, prepared.grid, notes)
     segmented = time.perf_counter()
     report = analyze_study(prepared, label_image, segmentation, cfg, lowest_level=lowest_level,
-                           lumbar_count=lumbar_count, evidence=evidence, calibrator=calibrator)
+                           lumbar_count=lumbar_count, thoracic_count=thoracic_count, evidence=evidence,
+                           calibrator=calibrator)
     report.timings_s.update({"load_s": loaded - started, "segment_s": segmented - loaded,
                              "total_s": time.perf_counter() - started})
     return report

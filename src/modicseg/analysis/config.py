@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, cast
 from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from modicseg.core.errors import InputError
-from modicseg.core.labels import MODIC_TYPES, level_index, parse_level
+from modicseg.core.labels import LUMBAR_COUNTS, MODIC_TYPES, THORACIC_COUNTS, level_index, parse_level
 from modicseg.core.settings import Settings
 from modicseg.io.classify import FAT_SUPPRESSED_FLUID
 
@@ -134,12 +134,31 @@ class VertebraConfig(Settings):
     split_max_disc_distance_mm: float = Field(default=15.0, ge=0)  # ... and the body comes this close to its centre
     separating_disc_offset_mm: float = Field(default=15.0, ge=0)  # a disc separates two bodies when its centre
     #                                   lies this close to the line joining theirs (bone under S1 has no disc above)
+    sacrum_check_height_factor: float = Field(default=2.5, ge=0)  # a normal-sized disc below the lowest body
+    #                                   whose centre lies within this many of that body's heights ...
+    sacrum_check_margin_mm: float = Field(default=10.0, ge=0)  # ... plus this of its centre warns that the sacrum
+    #                                   may be outside the field of view (the lowest body may not be S1)
     lowest_level: Text = "S1"  # name of the lowest vertebra (override when the sacrum is not in view)
     lumbar_count: int = 5  # 4 (sacralised L5) or 6 (lumbarised S1) shift the names counted up from S1
+    thoracic_count: int = 12  # 13: a T13 between T12 and L1 (names counted up from S1: ..., L1, T13, T12, ...)
+
+    @field_validator("lumbar_count")
+    @classmethod
+    def _lumbar_count(cls, value: int) -> int:
+        if value not in LUMBAR_COUNTS:
+            raise ValueError(f"must be one of {', '.join(map(str, LUMBAR_COUNTS))}")
+        return value
+
+    @field_validator("thoracic_count")
+    @classmethod
+    def _thoracic_count(cls, value: int) -> int:
+        if value not in THORACIC_COUNTS:
+            raise ValueError(f"must be one of {', '.join(map(str, THORACIC_COUNTS))}")
+        return value
 
     @model_validator(mode="after")
     def _level_exists(self) -> VertebraConfig:
-        _check_level(level_index, self.lowest_level, self.lumbar_count)
+        _check_level(level_index, self.lowest_level, self.lumbar_count, self.thoracic_count)
         return self
 
 
@@ -235,7 +254,8 @@ class EligibilityConfig(Settings):
     """Trial rule (BackToBasic, NCT03704363)."""
 
     min_height_fraction: float = 0.10
-    levels: tuple[Text, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1")  # L6: six-lumbar spines
+    levels: tuple[Text, ...] = ("T12", "T13", "L1", "L2", "L3", "L4", "L5", "L6", "S1")  # T13 / L6: spines with
+    #                                   13 thoracic / 6 lumbar vertebrae (Th12-S1 stays the whole range)
     required_type: Text = "1"  # as primary or secondary type
     borderline_voxels: float = Field(default=1.0, ge=0)  # a height fraction within this many voxels (along the
     #                     vertebra's axis, as a fraction of its height) of the threshold is borderline: review

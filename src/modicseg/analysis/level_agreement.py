@@ -31,7 +31,7 @@ def level_agreement(labels: np.ndarray, affine: np.ndarray, reference: np.ndarra
         raise ValueError(f"label map {labels.shape} and reference {reference.shape} differ in shape")
     cfg = config or VertebraConfig()
     vset = find_vertebrae(labels, affine, cfg)
-    names = name_levels(len(vset.vertebrae), lowest_level, cfg.lumbar_count)
+    names = name_levels(len(vset.vertebrae), lowest_level, cfg.lumbar_count, cfg.thoracic_count)
     n_pred = len(vset.vertebrae)
     values = sorted(int(v) for v in reference_levels)
     index = {v: i for i, v in enumerate(values)}

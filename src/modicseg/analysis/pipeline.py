@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -82,16 +82,18 @@ def _read_label_file(path: Path) -> LabelImage:
     import nibabel as nib
 
     from modicseg.io.integrity import check_nifti
+    from modicseg.io.nifti_input import require_nifti
 
     if not path.exists():
         raise InputError(f"{path}: label map not found")
     if not path.is_file():
         raise InputError(f"{path}: label map is not a regular file")
     try:
-        nii = cast("nib.Nifti1Image", nib.load(str(path)))  # typed as any FileBasedImage; a NIfTI file
+        loaded = nib.load(str(path))
     except Exception as exc:  # not NIfTI, not gzip, truncated header: nibabel raises many kinds
         raise InputError(f"{path}: cannot read label map: not a readable NIfTI file "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    nii = require_nifti(loaded, path, "label map")  # MGH/MGZ, Analyze ...: refused with what the file is
     if len(nii.shape) not in (3, 4) or (len(nii.shape) == 4 and nii.shape[3] != 1):
         raise InputError(f"{path}: label map is not a 3-D image (shape {nii.shape})")
     check_nifti(nii, path)
@@ -235,7 +237,7 @@ def prepare_study(study: Study | StudyRequest | str | Path, register: str = "aut
 def analyze_study(prepared: PreparedStudy, label_image: LabelImage, segmentation: dict[str, Any],
                   config: AnalysisConfig, lowest_level: str | None = None,
                   lumbar_count: int | None = None, evidence: NetworkEvidence | None = None,
-                  calibrator: Calibrator | None = None) -> Report:
+                  calibrator: Calibrator | None = None, thoracic_count: int | None = None) -> Report:
     """Analyse a prepared study's label map (already on its grid, see :func:`load_labels`); ``segmentation``
     says where the labels came from (``provenance.segmentation`` of the report); ``evidence`` and
     ``calibrator``: the network's maps and the checkpoint's confidence calibrator (lesion confidence)."""
@@ -250,7 +252,7 @@ def analyze_study(prepared: PreparedStudy, label_image: LabelImage, segmentation
     }
     report = analyze_images(label_image, t1=prepared.t1, t2=prepared.t2, config=config, lowest_level=lowest_level,
                             provenance=provenance, notes=prepared.notes, lumbar_count=lumbar_count,
-                            evidence=evidence, calibrator=calibrator)
+                            thoracic_count=thoracic_count, evidence=evidence, calibrator=calibrator)
     report.reference_stack = _reference_stack(opened, prepared.reference_role)
     return report
 
@@ -266,7 +268,8 @@ def _check_sacrum(vset: VertebraSet, lowest: str, overridden: bool, config: Vert
     notes = []
     for disc in splitting_discs(vset.discs, config):
         t = float((disc.centre_ras - last.centre_ras) @ last.axis_ras)
-        if t < last.inferior_mm and np.linalg.norm(disc.centre_ras - last.centre_ras) < 2.5 * last.height_mm + 10:
+        reach_mm = config.sacrum_check_height_factor * last.height_mm + config.sacrum_check_margin_mm
+        if t < last.inferior_mm and np.linalg.norm(disc.centre_ras - last.centre_ras) < reach_mm:
             notes.append(f"a disc lies below the lowest vertebra, named {lowest}: the sacrum may be outside the "
                          "field of view (set --lowest-level if the names are wrong)")
             break
@@ -308,8 +311,12 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
                    config: AnalysisConfig | None = None, lowest_level: str | None = None,
                    provenance: dict[str, Any] | None = None, notes: list[str] | None = None,
                    lumbar_count: int | None = None, fluid_contrast: str | None = None,
-                   evidence: NetworkEvidence | None = None, calibrator: Calibrator | None = None) -> Report:
+                   evidence: NetworkEvidence | None = None, calibrator: Calibrator | None = None,
+                   thoracic_count: int | None = None) -> Report:
     """Analyse a label map with T1 and/or T2 already on its grid (no study loading, no network).
+
+    ``lumbar_count`` (4, 5, 6) and ``thoracic_count`` (12, 13): the spine's vertebrae as the reader counted
+    them, for the names counted up from the lowest level (default from ``config.vertebrae``).
 
     ``t2`` is the fluid-sensitive image; ``fluid_contrast`` ("T2", "STIR" or "T2FS") says what it
     is (default: from its provenance's weighting, "T2" when that names none) and so which bands
@@ -334,9 +341,12 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
     vset = find_vertebrae(array, affine, cfg.vertebrae)
     notes.extend(vset.warnings)
     lumbar = int(lumbar_count or cfg.vertebrae.lumbar_count)
-    names = name_levels(len(vset.vertebrae), lowest, lumbar)
+    thoracic = int(thoracic_count or cfg.vertebrae.thoracic_count)
+    names = name_levels(len(vset.vertebrae), lowest, lumbar, thoracic)
     if lumbar != 5:
         notes.append(f"levels named for a spine with {lumbar} lumbar vertebrae, counted up from {lowest}")
+    if thoracic != 12:
+        notes.append(f"levels named for a spine with {thoracic} thoracic vertebrae, counted up from {lowest}")
     for vertebra, level_name in zip(vset.vertebrae, names, strict=True):
         vertebra.level = level_name
     notes.extend(_check_sacrum(vset, lowest, lowest_level is not None, cfg.vertebrae))

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], metavar="N",
                         help="lumbar vertebrae of this spine, 4, 5 or 6 (default 5): with 6 the body above S1 "
                              "is L6, with 4 it is L4")
+    parser.add_argument("--thoracic-count", type=int, choices=[12, 13], metavar="N",
+                        help="thoracic vertebrae of this spine, 12 or 13 (default 12): with 13 the body above L1 "
+                             "is T13")
     parser.add_argument("--register", choices=["auto", "always", "never"], default="auto",
                         help="T1-to-T2 rigid registration (default: only for different frames of reference)")
     parser.add_argument("--no-confidence", action="store_true",
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = analyze(study_request(args), labels=args.labels, config=args.config, lowest_level=args.lowest_level,
                      model=args.model, register=args.register, device=args.device, lumbar_count=args.lumbar_count,
-                     confidence=not args.no_confidence)
+                     thoracic_count=args.thoracic_count, confidence=not args.no_confidence)
     write_report(report, args.output, qc=not args.no_qc, dicom_seg=not args.no_seg,
                  seg_keeps_patient_identifiers=args.seg_keep_patient_identifiers)
     print(summary(report))

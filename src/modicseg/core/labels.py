@@ -65,20 +65,25 @@ UNCLASSIFIED_CODE = 4
 # --- vertebral levels -----------------------------------------------------------------------------
 #: Lumbar vertebra counts that exist (a sacralised L5: 4; a lumbarised S1: 6).
 LUMBAR_COUNTS = (4, 5, 6)
+#: Thoracic vertebra counts supported (13: a thirteenth rib-bearing vertebra, T13, between T12 and L1).
+THORACIC_COUNTS = (12, 13)
 
 
-def level_sequence(lumbar_count: int = 5) -> tuple[str, ...]:
-    """Craniocaudal order of vertebral levels: 7 cervical, 12 thoracic, ``lumbar_count`` lumbar, 5 sacral."""
+def level_sequence(lumbar_count: int = 5, thoracic_count: int = 12) -> tuple[str, ...]:
+    """Craniocaudal order of vertebral levels: 7 cervical, ``thoracic_count`` thoracic, ``lumbar_count``
+    lumbar, 5 sacral."""
     if lumbar_count not in LUMBAR_COUNTS:
         raise InputError(f"lumbar vertebra count must be one of {LUMBAR_COUNTS}, not {lumbar_count}")
-    return (*(f"C{i}" for i in range(1, 8)), *(f"T{i}" for i in range(1, 13)),
+    if thoracic_count not in THORACIC_COUNTS:
+        raise InputError(f"thoracic vertebra count must be one of {THORACIC_COUNTS}, not {thoracic_count}")
+    return (*(f"C{i}" for i in range(1, 8)), *(f"T{i}" for i in range(1, thoracic_count + 1)),
             *(f"L{i}" for i in range(1, lumbar_count + 1)), *(f"S{i}" for i in range(1, 6)))
 
 
-#: The standard count (5 lumbar vertebrae).
+#: The standard count (12 thoracic, 5 lumbar vertebrae).
 LEVEL_SEQUENCE: tuple[str, ...] = level_sequence(5)
-#: Every level name that exists in some spine, craniocaudal (L6 between L5 and S1).
-ALL_LEVELS: tuple[str, ...] = level_sequence(max(LUMBAR_COUNTS))
+#: Every level name that exists in some spine, craniocaudal (T13 between T12 and L1, L6 between L5 and S1).
+ALL_LEVELS: tuple[str, ...] = level_sequence(max(LUMBAR_COUNTS), max(THORACIC_COUNTS))
 #: Regular expression matching exactly the names of ``ALL_LEVELS`` (the report schemas' level pattern).
 LEVEL_PATTERN = "^(" + "|".join(ALL_LEVELS) + ")$"
 
@@ -86,7 +91,8 @@ _LEVEL = re.compile(r"^\s*(C|TH|T|L|S)\s*(\d{1,2})\s*$", re.I)
 
 
 def parse_level(text: str) -> str:
-    """Canonical level name ("Th12" -> "T12", "l5" -> "L5", "L6" of a six-lumbar spine); InputError when unknown."""
+    """Canonical level name ("Th12" -> "T12", "l5" -> "L5", "L6" of a six-lumbar spine, "Th13" -> "T13" of a
+    spine with 13 thoracic vertebrae); InputError when unknown."""
     match = _LEVEL.match(str(text))
     if match:
         letter = match.group(1).upper()
@@ -96,10 +102,11 @@ def parse_level(text: str) -> str:
     raise InputError(f"unknown vertebral level '{text}' (expected e.g. T12, L1..L5, S1)")
 
 
-def level_index(level: str, lumbar_count: int = 5) -> int:
+def level_index(level: str, lumbar_count: int = 5, thoracic_count: int = 12) -> int:
     """Position in the level sequence (0 = C1), larger is lower."""
-    sequence = level_sequence(lumbar_count)
+    sequence = level_sequence(lumbar_count, thoracic_count)
     name = parse_level(level)
     if name not in sequence:
-        raise InputError(f"level {name} does not exist in a spine with {lumbar_count} lumbar vertebrae")
+        raise InputError(f"level {name} does not exist in a spine with {thoracic_count} thoracic and {lumbar_count} "
+                         "lumbar vertebrae")
     return sequence.index(name)

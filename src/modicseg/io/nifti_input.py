@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -29,6 +28,35 @@ def is_nifti(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
 
+#: What the image formats nibabel reads besides NIfTI are, for messages (by nibabel's class name).
+OTHER_FORMATS = {
+    "MGHImage": "a FreeSurfer MGH/MGZ image",
+    "AnalyzeImage": "an Analyze 7.5 image",
+    "Spm2AnalyzeImage": "an Analyze 7.5 image (SPM2 variant)",
+    "Spm99AnalyzeImage": "an Analyze 7.5 image (SPM99 variant)",
+    "Nifti1Pair": "a NIfTI-1 header/image pair (.hdr + .img), not a single NIfTI file",
+    "Nifti2Pair": "a NIfTI-2 header/image pair (.hdr + .img), not a single NIfTI file",
+    "Minc1Image": "a MINC-1 image",
+    "Minc2Image": "a MINC-2 image",
+    "PARRECImage": "a Philips PAR/REC image",
+    "GiftiImage": "a GIFTI surface file",
+    "Cifti2Image": "a CIFTI-2 file",
+    "EcatImage": "an ECAT PET image",
+}
+
+
+def require_nifti(image: object, path: Path, what: str = "image") -> nib.Nifti1Image:
+    """``image`` (what ``nib.load`` returned for ``path``) when it is a single-file NIfTI image (NIfTI-1 or
+    NIfTI-2), else an InputError naming the file and what it is: nibabel reads other formats (MGH/MGZ,
+    Analyze, MINC, PAR/REC ...) as other image classes, which lack the NIfTI header this code relies on."""
+    if isinstance(image, nib.Nifti1Image):  # Nifti2Image is a subclass
+        return image
+    kind = type(image).__name__
+    described = OTHER_FORMATS.get(kind, f"a {kind} file")
+    raise InputError(f"{path}: not a NIfTI file: it is {described} (nibabel reads it as {kind}); convert the "
+                     f"{what} to a .nii or .nii.gz file (e.g. with nibabel or FreeSurfer's mri_convert)")
+
+
 def _sidecar(path: Path) -> dict:
     stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.name[: -len(".nii")]
     side = path.with_name(stem + ".json")
@@ -50,11 +78,10 @@ def load_nifti_image(path: str | Path, weighting: str | None = None, reason: str
         raise InputError(f"{path}: no such file" if not path.exists() else
                          f"{path}: not a regular file (a pipe, socket, device or folder is never read)")
     try:
-        # nib.load is typed as returning any FileBasedImage; a NIfTI file (Nifti1Image or its subclass
-        # Nifti2Image) is what this reads
-        nii = cast("nib.Nifti1Image", nib.load(str(path)))
+        loaded = nib.load(str(path))
     except Exception as exc:
         raise InputError(f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+    nii = require_nifti(loaded, path)  # MGH/MGZ, Analyze, MINC ...: refused with what the file is
     shape = nii.shape
     if (len(shape) == 4 and shape[3] > 1) or len(shape) not in (3, 4):
         raise InputError(f"{path}: not a 3-D anatomical image (shape {shape})")
