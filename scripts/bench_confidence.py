@@ -5,6 +5,8 @@ diagram, and how many verdict errors the most doubtful 20 % of cases catch.
         --figure docs/benchmarks/confidence_reliability_v2.0.0.png \\
         --write-calibration models/modicseg-unet-v1          # the shipped confidence.json (all subjects)
     .venv/bin/python scripts/bench_confidence.py --quick      # 2 Dixon volumes + the pair, 1 variant
+    .venv/bin/python scripts/bench_confidence.py --from-json docs/benchmarks/confidence_v2.0.0.json \
+        --write-calibration models/modicseg-unet-v1          # refit from a run's saved samples, no network
 
 Only held-out subjects of ``configs/splits.yaml`` are used (``modicseg.evaluation.confidence`` says how
 samples are labelled). Every figure printed is cross-fitted: a lesion's confidence comes from a
@@ -70,6 +72,38 @@ def figure(path: Path, table_cal: list[dict], table_raw: list[dict]) -> None:
     plt.close(fig)
 
 
+def write_calibration(directory: Path, x: np.ndarray, y: np.ndarray, subjects: list[str], l2: float, seed: int,
+                      cross_fitted: dict, checkpoint_sha256: str | None) -> Path:
+    summary = (f"{len(y)} lesions ({int(y.sum())} real) on {len(subjects)} held-out subjects "
+               f"(healthy scans and lesions painted by the independent painter), seed {seed}")
+    calibrator = fit_calibrator(x, y, l2=l2, fitted_on={
+        "summary": summary, "subjects": subjects, "samples": int(len(y)), "real": int(y.sum()),
+        "cross_fitted_auroc": round(cross_fitted["auroc"], 4), "cross_fitted_ece": round(cross_fitted["ece"], 4),
+        "checkpoint_sha256": checkpoint_sha256, "command": "scripts/bench_confidence.py --write-calibration"})
+    out = directory / CALIBRATION_FILE
+    out.write_text(json.dumps(calibrator.to_dict(), indent=1) + "\n")
+    return out
+
+
+def refit(args: argparse.Namespace) -> int:
+    """--from-json: fit the shipped calibrator on a saved run's samples."""
+    from modicseg.model.checkpoint import file_sha256
+
+    if args.write_calibration is None:
+        print("--from-json needs --write-calibration DIR", file=sys.stderr)
+        return 2
+    run = json.loads(args.from_json.read_text())
+    rows = run["samples_list"]
+    x = np.array([[row["inputs"][f] for f in FEATURES] for row in rows], dtype=np.float64)
+    y = np.array([row["real"] for row in rows], dtype=np.float64)
+    subjects = sorted({row["subject"] for row in rows})
+    sha = file_sha256(args.write_calibration / "model.pt")
+    out = write_calibration(args.write_calibration, x, y, subjects, run.get("l2", args.l2), run.get("seed", 0),
+                            run["cross_fitted"], sha)
+    print(f"wrote {out} ({len(y)} lesions, {int(y.sum())} real, from {args.from_json})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "modicseg-unet-v1")
@@ -84,7 +118,12 @@ def main() -> int:
     parser.add_argument("--figure", type=Path)
     parser.add_argument("--write-calibration", type=Path, metavar="CHECKPOINT_DIR",
                         help=f"write {CALIBRATION_FILE} (fitted on every sample) into this checkpoint folder")
+    parser.add_argument("--from-json", type=Path, metavar="RUN_JSON",
+                        help="with --write-calibration: fit on the samples a saved run (--json) holds, without "
+                             "running the network")
     args = parser.parse_args()
+    if args.from_json is not None:
+        return refit(args)
 
     from modicseg.model.runtime import load_segmenter
 
@@ -125,7 +164,8 @@ def main() -> int:
     verdict_rows = verdict_doubts(verdict_cases, folds, config)
     caught = caught_by_doubt(verdict_rows, 0.2, seed=args.seed)
     result = {
-        "model": str(args.model), "seed": args.seed, "variants": variants, "verdict_variants": verdict_count,
+        "model": str(args.model), "seed": args.seed, "l2": args.l2, "variants": variants,
+        "verdict_variants": verdict_count,
         "subjects": subjects, "samples": len(samples), "real": int(y.sum()), "false": int(len(y) - y.sum()),
         "cross_fitted": {"auroc": auroc(oof, y), "ece": ece_cal, "brier": float(np.mean((oof - y) ** 2)),
                          "auroc_100mm3": auroc(oof[big], y[big]), "reliability": table_cal},
@@ -158,15 +198,8 @@ def main() -> int:
     if args.figure:
         figure(args.figure, table_cal, table_raw)
     if args.write_calibration:
-        summary = (f"{len(samples)} lesions ({int(y.sum())} real) on {len(subjects)} held-out subjects "
-                   f"(healthy scans and lesions painted by the independent painter), seed {args.seed}")
-        calibrator = fit_calibrator(x, y, l2=args.l2, fitted_on={
-            "summary": summary, "subjects": subjects, "samples": len(samples), "real": int(y.sum()),
-            "cross_fitted_auroc": round(cf["auroc"], 4), "cross_fitted_ece": round(cf["ece"], 4),
-            "checkpoint_sha256": segmenter.checkpoint_sha256,
-            "command": "scripts/bench_confidence.py --write-calibration"})
-        out = args.write_calibration / CALIBRATION_FILE
-        out.write_text(json.dumps(calibrator.to_dict(), indent=1) + "\n")
+        out = write_calibration(args.write_calibration, x, y, subjects, args.l2, args.seed, cf,
+                                segmenter.checkpoint_sha256)
         print(f"wrote {out}")
     return 0
 

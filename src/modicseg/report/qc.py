@@ -212,9 +212,11 @@ def render_qc(report: Report, path: Path) -> None:
     tags.set_xlim(0, 1)
     tags.set_ylim(height_mm, 0)
     tags.axis("off")
-    tag_y = _spread([a[1] for a in anchors], gap=height_mm * 1.25 * 2 * 10 / 72 / panel_h)
-    if tag_y and max(tag_y) > height_mm * 0.9:  # keep the stack on the figure
-        tag_y = (np.asarray(tag_y) - (max(tag_y) - height_mm * 0.9)).tolist()
+    lines = 3 if any(getattr(les, "confidence", None) is not None for les in report.lesions) else 2
+    tag_y = _spread([a[1] for a in anchors], gap=height_mm * 1.25 * lines * 10 / 72 / panel_h)
+    lowest = height_mm * 0.84  # above the key at the foot of the column
+    if tag_y and max(tag_y) > lowest:  # keep the stack on the figure
+        tag_y = (np.asarray(tag_y) - (max(tag_y) - lowest)).tolist()
     threshold = report.config.eligibility.min_confidence
     for lesion, (x, y), ty in zip(report.lesions, anchors, tag_y, strict=True):
         colour = TYPE_COLOURS.get(lesion.primary_type, TYPE_COLOURS[None])
