@@ -90,6 +90,7 @@ def test_a_doubtful_only_qualifying_lesion_makes_the_verdict_undecided(phantom, 
     assert eligibility.reasons[0].startswith("undecided: review lesion 1 (confidence 0.42), lesion 2 (confidence 0.30)")
     assert eligibility.low_confidence_lesions == [1, 2]
     assert eligibility.qualifying_lesions == []
+    assert eligibility.verdict_confidence == 0.0  # no verdict made: first on a doubt-ordered worklist
     # a stricter or laxer threshold moves the decision
     lax = AnalysisConfig()
     lax.eligibility.min_confidence = 0.4

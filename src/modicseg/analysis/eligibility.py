@@ -12,7 +12,8 @@ With the network's confidence per lesion (``analysis.confidence``), the reasons 
 qualifying lesion's confidence is below ``min_confidence`` the decision is "undecided: review lesion N
 (confidence 0.42)" instead of a bare yes.  ``verdict_confidence`` is the probability that the verdict is
 right: for "eligible", that at least one qualifying lesion is real (1 - prod(1 - c)); for "not eligible",
-1 - the network's evidence of a lesion it did not report; 0.5 for a verdict left to a reader.
+1 - the network's evidence of a lesion it did not report; 0 when the model leaves the verdict to a
+reader (borderline, undecided): it made none, so a doubt-ordered worklist shows it first.
 """
 
 from __future__ import annotations
@@ -133,10 +134,10 @@ def _weigh_confidence(decision: Eligibility, lesions: Sequence[LesionLike], conf
                      f"undecided: review {named}: they qualify, but the model is not sure they are real "
                      f"(confidence below {config.min_confidence:.2f})")
             return Eligibility(None, [first, *decision.reasons], [], decision.borderline_lesions,
-                               verdict_confidence=0.5, low_confidence_lesions=[q.id for q in doubtful])
+                               verdict_confidence=0.0, low_confidence_lesions=[q.id for q in doubtful])
         return decision
     if decision.eligible is None:
-        decision.verdict_confidence = 0.5  # left to a reader
+        decision.verdict_confidence = 0.0  # no verdict: left to a reader
         return decision
     decision.verdict_confidence = 1.0 - float(unreported_evidence or 0.0)
     return decision
