@@ -182,10 +182,12 @@ def build_manifest(data: Path, out: Path, pairs: int | None = None, network: boo
 
 def run_child(argv: list[str]) -> None:
     """The batch process (internal): MANIFEST OUTDIR WORKERS."""
+    from modicseg.batch.jobs import JobOptions
     from modicseg.batch.manifest import read_manifest
     from modicseg.batch.runner import run_batch
 
-    run_batch(read_manifest(argv[0]), argv[1], workers=int(argv[2]), progress=False)
+    options = JobOptions(confidence=os.environ.get("BENCH_BATCH_CONFIDENCE", "1") == "1")
+    run_batch(read_manifest(argv[0]), argv[1], options, workers=int(argv[2]), progress=False)
 
 
 def _child(manifest: Path, out: Path, workers: int) -> list[str]:
@@ -364,12 +366,16 @@ def main() -> None:
     parser.add_argument("--network", action="store_true",
                         help="segment with the shipped model instead of analysing the truth label maps")
     parser.add_argument("--skip-kill", action="store_true", help="leave out the kill -9 + resume step")
+    parser.add_argument("--no-confidence", action="store_true",
+                        help="batch --no-confidence: one network pass per study (the batch processes only)")
     parser.add_argument("--data-only", action="store_true", help="write WORK/data and stop (then --keep-data)")
     args = parser.parse_args()
+    os.environ["BENCH_BATCH_CONFIDENCE"] = "0" if args.no_confidence else "1"
     source = args.source if args.source != "auto" else ("synth" if synth_available() else "phantom")
     data = args.work / "data"
     result: dict[str, Any] = {"source": source, "pairs": args.pairs, "workers": args.workers,
-                              "cpus": os.cpu_count(), "network": args.network}
+                              "cpus": os.cpu_count(), "network": args.network,
+                              "confidence": not args.no_confidence}
     if not (args.keep_data and data.is_dir()):
         shutil.rmtree(args.work, ignore_errors=True)
         started = time.time()

@@ -39,6 +39,7 @@ class JobOptions:
     figures: bool = True  # qc.png per study and comparison, cohort PNGs
     seg: bool = True  # DICOM SEG per study (DICOM input)
     threads: int | None = 1  # threads per job inside a worker (None: library defaults)
+    confidence: bool = True  # lesion confidence + uncertainty map (a second, mirrored network pass)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def analyze_study(job: StudyJob, out: Path) -> dict[str, Any]:
 
     entry = job.entry
     request = StudyRequest(path=entry.path, t1=entry.t1, t2=entry.t2)
-    report = analyze(request, labels=entry.labels, config=job.options.config, model=job.options.model)
+    report = analyze(request, labels=entry.labels, config=job.options.config, model=job.options.model,
+                     confidence=job.options.confidence)
     write_report(report, out, qc=job.options.figures, dicom_seg=job.options.seg)
     save_maps(report, out)
     segmentation = report.provenance.get("segmentation", {})

@@ -75,7 +75,7 @@ def plan_batch(manifest: Manifest, store: ResultStore, options: JobOptions, cont
     config = _config_dict(options.config)
     needs_model = any(entry.labels is None for entry in manifest.entries)
     model = _model_fingerprint(options.model) if needs_model else None
-    study_options = {"figures": options.figures, "seg": options.seg}
+    study_options = {"figures": options.figures, "seg": options.seg, "confidence": options.confidence}
     studies: dict[str, StudyJob] = {}
     for entry in manifest.entries:
         job_id = f"study/{entry.subject}/{entry.timepoint}"
