@@ -87,7 +87,8 @@ def test_real_batch_then_outcomes_by_arm(cohort: tuple[Path, Path], tmp_path: Pa
     manifest, arms = cohort
     out = tmp_path / "out"
     args = argparse.Namespace(manifest=manifest, output=out, workers=0, scheduler=None, model=None, config=None,
-                              content_hash=False, no_refine=False, no_figures=False, no_seg=False, no_progress=True)
+                              content_hash=False, no_refine=False, no_figures=False, no_seg=False, no_confidence=False,
+                              no_progress=True)
     assert batch_cmd.run(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["studies"] == {"done": 8, "failed": 1}
