@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_
 
 from modicseg.core.errors import InputError
 from modicseg.core.labels import LUMBAR_COUNTS, MODIC_TYPES, THORACIC_COUNTS, level_index, parse_level
-from modicseg.core.settings import Settings
+from modicseg.core.settings import Settings, one_of
 from modicseg.io.classify import FAT_SUPPRESSED_FLUID
 
 #: Name of the fluid-sensitive ratio in each band set of the configuration file.
@@ -145,16 +145,12 @@ class VertebraConfig(Settings):
     @field_validator("lumbar_count")
     @classmethod
     def _lumbar_count(cls, value: int) -> int:
-        if value not in LUMBAR_COUNTS:
-            raise ValueError(f"must be one of {', '.join(map(str, LUMBAR_COUNTS))}")
-        return value
+        return one_of(value, LUMBAR_COUNTS)
 
     @field_validator("thoracic_count")
     @classmethod
     def _thoracic_count(cls, value: int) -> int:
-        if value not in THORACIC_COUNTS:
-            raise ValueError(f"must be one of {', '.join(map(str, THORACIC_COUNTS))}")
-        return value
+        return one_of(value, THORACIC_COUNTS)
 
     @model_validator(mode="after")
     def _level_exists(self) -> VertebraConfig:
@@ -239,9 +235,7 @@ class GradingConfig(Settings):
     @field_validator("extent_definition")
     @classmethod
     def _known_definition(cls, value: str) -> str:
-        if value not in EXTENT_DEFINITIONS:
-            raise ValueError(f"must be one of {', '.join(EXTENT_DEFINITIONS)}")
-        return value
+        return one_of(value, tuple(EXTENT_DEFINITIONS))
 
     @model_validator(mode="after")
     def _ordered(self) -> GradingConfig:
@@ -273,9 +267,7 @@ class EligibilityConfig(Settings):
     @field_validator("required_type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in MODIC_TYPES:
-            raise ValueError(f"must be one of {MODIC_TYPES}")
-        return value
+        return one_of(value, MODIC_TYPES)
 
 
 class AnalysisConfig(Settings):

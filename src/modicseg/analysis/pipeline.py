@@ -431,8 +431,8 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
 
     unreported = None
     if evidence is not None:
-        unreported = unreported_lesion_evidence(evidence, lesion_mask, vset.instances > 0,
-                                                float(abs(np.linalg.det(affine[:3, :3]))), cfg.lesions.min_volume_mm3)
+        unreported = unreported_lesion_evidence(evidence, lesion_mask, vset.instances > 0, labels.voxel_volume_mm3,
+                                                cfg.lesions.min_volume_mm3)
     eligibility = assess(lesion_records, cfg.eligibility, typing_possible, typing_info.get("reason"),
                          unreported_evidence=unreported)
 
@@ -450,6 +450,6 @@ def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: Scalar
         labels=LabelImage(out_labels, affine.copy(), labels.provenance),
         types=LabelImage(types, affine.copy(), labels.provenance.replace(series_description="modicseg Modic types")),
         lesion_map=lset.lesion_map, instances=vset.instances, t1=t1, t2=t2, warnings=notes,
-        uncertainty=None if evidence is None else evidence.uncertainty)
+        uncertainty=None if evidence is None else evidence.uncertainty, unreported_lesion_evidence=unreported)
     report.timings_s["analysis_s"] = time.perf_counter() - started
     return report

@@ -84,6 +84,7 @@ class Report:
     t1: ScalarImage | None = field(default=None, repr=False)  # on the reference grid
     t2: ScalarImage | None = field(default=None, repr=False)
     uncertainty: ScalarImage | None = field(default=None, repr=False)  # the network's per-voxel uncertainty (0..1)
+    unreported_lesion_evidence: float | None = None  # analysis.confidence.unreported_lesion_evidence (with the network)
     reference_stack: Any = field(default=None, repr=False)  # io.stacks.Stack of the reference series
     dicom_seg: dict[str, Any] = field(default_factory=lambda: {"written": False, "reason": "not written yet"})
     warnings: list[str] = field(default_factory=list)

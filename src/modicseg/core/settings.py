@@ -62,6 +62,14 @@ class Settings(BaseModel):
         return cls.from_data(read_yaml(path), source=path)
 
 
+def one_of(value: Any, choices: Any) -> Any:
+    """``value`` when it is one of ``choices``; else ValueError "must be one of a, b, c" (for a field validator,
+    which names the key)."""
+    if value not in choices:
+        raise ValueError(f"must be one of {', '.join(map(str, choices))}")
+    return value
+
+
 def read_yaml(path: str | Path) -> dict[str, Any] | None:
     """A configuration file's mapping (None when it is empty); InputError naming the file otherwise."""
     import yaml

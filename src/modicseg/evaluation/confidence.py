@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from modicseg.analysis.confidence import FEATURES, Calibrator, fit_calibrator, unreported_lesion_evidence
+from modicseg.analysis.confidence import FEATURES, Calibrator, fit_calibrator
 from modicseg.analysis.config import AnalysisConfig
 from modicseg.analysis.eligibility import assess
 from modicseg.core.labels import MODIC_TYPES
@@ -81,13 +81,12 @@ def subject_of(case: LabelledCase, root: str | Path | None = None) -> str:
     return "+".join(sorted(names))
 
 
-def analyse(segmenter: Any, t1: Any, t2: Any, config: AnalysisConfig) -> tuple[Any, Any]:
-    """(report with lesion inputs, evidence) of the network on one pair of images (no calibrator)."""
+def analyse(segmenter: Any, t1: Any, t2: Any, config: AnalysisConfig) -> Any:
+    """The report (with lesion inputs) of the network on one pair of images (no calibrator)."""
     from modicseg.analysis.pipeline import analyze_images
 
     result = segmenter.segment_detailed(t1=t1, t2=t2, uncertainty=True)
-    report = analyze_images(result.labels, t1, t2, config=config, evidence=result.evidence)
-    return report, result.evidence
+    return analyze_images(result.labels, t1, t2, config=config, evidence=result.evidence)
 
 
 def paint(case: LabelledCase, seed: int, types: Sequence[str]) -> tuple[Any, Any, Any]:
@@ -130,7 +129,7 @@ def collect(segmenter: Any, cases: Sequence[tuple[LabelledCase, bool]], variants
         subject = subject_of(case, shared_root(case))
         unpainted = None
         if healthy:
-            report, _ = analyse(segmenter, case.t1, case.t2, config)
+            report = analyse(segmenter, case.t1, case.t2, config)
             samples += samples_of(report, subject, case.name, "unpainted", None, True)
             unpainted = np.asarray(report.lesion_map)
         for v in range(variants):
@@ -138,7 +137,7 @@ def collect(segmenter: Any, cases: Sequence[tuple[LabelledCase, bool]], variants
             count = 2 + s % 2
             types = [MODIC_TYPES[(s // 2 + i) % 3] for i in range(count)]
             t1, t2, painting = paint(case, s, types)
-            report, _ = analyse(segmenter, t1, t2, config)
+            report = analyse(segmenter, t1, t2, config)
             samples += samples_of(report, subject, case.name, f"painted {v + 1}", np.asarray(painting.lesion_map),
                                   healthy, unpainted)
         if progress is not None:
@@ -159,7 +158,6 @@ def collect_verdicts(segmenter: Any, pair: LabelledCase, count: int, seed: int, 
     lesion samples (the pair's subject is healthy: untouched lesions are false)."""
     cases, samples = [], []
     unpainted: np.ndarray | None = None
-    voxel = float(abs(np.linalg.det(pair.labels.affine[:3, :3])))
     for v in range(count):
         types = VERDICT_PLANS[v % len(VERDICT_PLANS)]
         s = case_seed(pair.name, seed + 7 * (v + 1))
@@ -169,13 +167,11 @@ def collect_verdicts(segmenter: Any, pair: LabelledCase, count: int, seed: int, 
             truth_map: np.ndarray | None = np.asarray(painting.lesion_map)
         else:
             t1, t2, painted, truth_map = pair.t1, pair.t2, [], None
-        report, evidence = analyse(segmenter, t1, t2, config)
-        unreported = unreported_lesion_evidence(evidence, np.asarray(report.lesion_map) > 0,
-                                                np.asarray(report.instances) > 0, voxel,
-                                                config.lesions.min_volume_mm3)
+        report = analyse(segmenter, t1, t2, config)
         name = f"variant {v + 1}"
         cases.append(VerdictCase(subject, pair.name, name, painted, "1" in painted, list(report.lesions),
-                                 unreported, bool(report.typing.get("possible"))))
+                                 float(report.unreported_lesion_evidence or 0.0),
+                                 bool(report.typing.get("possible"))))
         if truth_map is None and unpainted is not None:
             pass  # the unpainted pair again: its lesions are counted
         else:

@@ -41,6 +41,24 @@ class ModelGrid:
     def reference(self) -> ScalarImage:
         return ScalarImage(np.zeros(self.reference_shape, dtype=np.uint8), self.reference_affine.copy())
 
+    def oriented_reference(self) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+        """(shape of the reference grid in model orientation, model spacing, reference spacing in that
+        orientation): what interpolating from the model grid onto the reference grid needs, axis by axis."""
+        transform = orientation_transform(self.reference_affine, self.orientation)
+        oriented_affine = self.reference_affine @ nib.orientations.inv_ornt_aff(transform, self.reference_shape)
+        oriented_shape = nib.orientations.apply_orientation(np.empty(self.reference_shape, dtype=np.uint8),
+                                                            transform).shape
+        return (tuple(int(n) for n in oriented_shape), np.linalg.norm(self.affine[:3, :3], axis=0),
+                np.linalg.norm(oriented_affine[:3, :3], axis=0))
+
+    def back_to_reference(self, oriented: np.ndarray) -> np.ndarray:
+        """A 3-D array in model orientation on the reference grid, permuted/flipped back to the reference's axes."""
+        inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(self.orientation)),
+                                                  nib.orientations.io_orientation(self.reference_affine))
+        out = nib.orientations.apply_orientation(oriented, inverse)
+        assert out.shape == tuple(self.reference_shape)
+        return out
+
 
 def orientation_transform(affine: np.ndarray, axcodes: str) -> np.ndarray:
     """nibabel orientation transform from an affine's closest axes to ``axcodes`` (e.g. "RAS")."""
@@ -184,22 +202,14 @@ def probabilities_to_labels(probs: np.ndarray, grid: ModelGrid, backend: str = "
     smoother boundaries than resampling labels. The result has the reference's exact shape and affine.
     ``backend``: "torch" (the torch inference path) or "numpy" (the ONNX Runtime path, without torch).
     """
-    transform = orientation_transform(grid.reference_affine, grid.orientation)
-    oriented_affine = grid.reference_affine @ nib.orientations.inv_ornt_aff(transform, grid.reference_shape)
-    oriented_shape = nib.orientations.apply_orientation(np.empty(grid.reference_shape, dtype=np.uint8),
-                                                        transform).shape
-    ref_spacing = np.linalg.norm(oriented_affine[:3, :3], axis=0)
-    model_spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    oriented_shape, model_spacing, ref_spacing = grid.oriented_reference()
     if backend == "numpy":
         oriented_labels = _interpolated_argmax_numpy(probs, oriented_shape, model_spacing, ref_spacing)
     elif backend == "torch":
         oriented_labels = _interpolated_argmax_torch(probs, oriented_shape, model_spacing, ref_spacing)
     else:
         raise ValueError(f"unknown backend '{backend}' (torch, numpy)")
-    inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(grid.orientation)),
-                                              nib.orientations.io_orientation(grid.reference_affine))
-    labels = nib.orientations.apply_orientation(oriented_labels, inverse)
-    assert labels.shape == tuple(grid.reference_shape)
+    labels = grid.back_to_reference(oriented_labels)
     return LabelImage(np.ascontiguousarray(labels), grid.reference_affine.copy(),
                       Provenance(source_format="derived", series_description="modicseg segmentation"))
 
@@ -245,17 +255,8 @@ def maps_to_reference(maps: np.ndarray, grid: ModelGrid) -> np.ndarray:
 
     The same interpolation as ``probabilities_to_labels`` uses before its argmax, without the argmax.
     """
-    transform = orientation_transform(grid.reference_affine, grid.orientation)
-    oriented_affine = grid.reference_affine @ nib.orientations.inv_ornt_aff(transform, grid.reference_shape)
-    oriented_shape = nib.orientations.apply_orientation(np.empty(grid.reference_shape, dtype=np.uint8),
-                                                        transform).shape
-    ref_spacing = np.linalg.norm(oriented_affine[:3, :3], axis=0)
-    model_spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
-    out = _interpolate_numpy(maps, oriented_shape, model_spacing, ref_spacing)
-    inverse = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(tuple(grid.orientation)),
-                                              nib.orientations.io_orientation(grid.reference_affine))
-    back = np.stack([nib.orientations.apply_orientation(channel, inverse) for channel in out])
-    assert back.shape[1:] == tuple(grid.reference_shape)
+    out = _interpolate_numpy(maps, *grid.oriented_reference())
+    back = np.stack([grid.back_to_reference(channel) for channel in out])
     return np.ascontiguousarray(back, dtype=np.float32)
 
 
