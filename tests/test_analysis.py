@@ -459,5 +459,6 @@ def test_a_lesion_away_from_both_endplates_is_not_a_modic_change() -> None:
     assert (report.labels.array[tuple(focus.T)] == 1).all()  # written back as body
     keep_all = AnalysisConfig()
     keep_all.lesions.max_endplate_gap_mm = None
+    keep_all.lesions.require_signal_change = False  # the focus is labelled only: its signal is normal marrow
     both = analyze_images(image, ph.t1, ph.t2, config=keep_all)
     assert sorted(les.level for les in both.lesions) == ["L2", "L3"]

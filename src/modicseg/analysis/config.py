@@ -166,6 +166,10 @@ class LesionConfig(Settings):
     #                                                    body within this distance
     max_endplate_gap_mm: float | None = Field(default=3.0, ge=0)  # parts farther than this from both endplates
     #                     of their body are not Modic changes (haemangioma, fat island, vein); None = keep all
+    require_signal_change: bool = True  # parts that look, for the most part, like the vertebra's normal marrow on
+    #                     every image given (inside the range no typing band sets apart) are not counted
+    count_at_field_edge: bool = False  # parts at an end of a body cut by the cranio-caudal edge of the field of view
+    #                     (no endplate in view there, e.g. S1 cut by the lower edge) are not counted
 
 
 class TypingConfig(Settings):

@@ -262,3 +262,46 @@ def _crossing(s: np.ndarray, values: np.ndarray, a: int, b: int, level: float = 
     if va == vb:
         return float(s[b])
     return float(s[a] + (level - va) / (vb - va) * (s[b] - s[a]))
+
+
+def _craniocaudal_axes(affine: np.ndarray) -> np.ndarray:
+    """Which array axes run mainly cranio-caudal (within 45 degrees)."""
+    direction = np.asarray(affine, dtype=np.float64)[:3, :3] / geo.spacing_of(affine)
+    return np.abs(geo.SUPERIOR @ direction) >= np.cos(np.radians(45))
+
+
+def at_craniocaudal_edge(ijk: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> bool:
+    """Whether voxels reach the first or last slab of an array axis that runs mainly cranio-caudal:
+    the field of view cuts there, so what lies against that edge cannot be measured."""
+    touches = (ijk.min(axis=0) == 0) | (ijk.max(axis=0) == np.asarray(shape) - 1)
+    return bool((touches & _craniocaudal_axes(affine)).any())
+
+
+def cut_endplates(vset: VertebraSet, affine: np.ndarray) -> dict[int, set[str]]:
+    """Per vertebra label, its ends ("superior", "inferior") that the cranio-caudal edge of the field of
+    view cuts: the body reaches the first or last slab there, so its endplate on that side is not in view
+    (e.g. S1 cut by the image's lower edge)."""
+    along = _craniocaudal_axes(affine)
+    edge = np.zeros(vset.instances.shape, dtype=bool)
+    for axis in np.nonzero(along)[0]:
+        moved = np.moveaxis(edge, axis, 0)  # a view: writing it marks the slabs of ``edge``
+        moved[0] = True
+        moved[-1] = True
+    out: dict[int, set[str]] = {}
+    for vertebra in vset.vertebrae:
+        ijk = np.argwhere(edge & (vset.instances == vertebra.label))
+        if len(ijk) == 0:
+            continue
+        along_axis = (geo.world_points(affine, ijk) - vertebra.centre_ras) @ vertebra.axis_ras
+        out[vertebra.label] = {SUPERIOR if a > 0 else INFERIOR for a in along_axis}
+    return out
+
+
+def keep_lesions(lset: LesionSet, keep: list[bool], warnings: list[str] | None = None) -> LesionSet:
+    """The lesion set without the lesions whose ``keep`` is False, renumbered in the same order."""
+    kept = [les for les, k in zip(lset.lesions, keep, strict=True) if k]
+    lesion_map = np.zeros(lset.lesion_map.shape, dtype=np.int32)
+    for number, lesion in enumerate(kept, start=1):
+        lesion.id = number
+        lesion_map[tuple(lesion.ijk.T)] = number
+    return LesionSet(kept, lesion_map, [*lset.warnings, *(warnings or [])])

@@ -62,12 +62,14 @@ SET_TITLES = {"dixon": "Dixon held-out", "real_spine": "real-spine held-out, sin
               "real_spine_pairs": "real-spine held-out, T1+T2 pair"}
 
 
-def heldout_lists(splits: Mapping[str, Mapping[str, Any]], set_name: str) -> tuple[list[str], list[str]]:
-    """(held-out cases, held-out healthy cases) of one data set of ``model.sources.read_splits``."""
+def heldout_lists(splits: Mapping[str, Mapping[str, Any]], set_name: str,
+                  split: str = "heldout") -> tuple[list[str], list[str]]:
+    """(cases, healthy cases) of one split ("heldout", or "train" to develop an analysis rule without
+    touching the held-out subjects) of one data set of ``model.sources.read_splits``."""
     entry = splits[set_name]
-    heldout = [str(c) for c in entry.get("heldout", [])]
+    cases = [str(c) for c in entry.get(split, [])]
     healthy = {str(c) for c in entry.get("healthy", [])}
-    return heldout, [c for c in heldout if c in healthy]
+    return cases, [c for c in cases if c in healthy]
 
 
 def load_dixon_cases(root: str | Path, include: Sequence[str] | None = None) -> list[LabelledCase]:
@@ -236,21 +238,23 @@ class _Recorder:
         return out
 
 
-def load_sets(shared: str | Path, splits: Mapping[str, Mapping[str, Any]], quick: bool = False
-              ) -> tuple[dict[str, list[LabelledCase]], set[str]]:
+def load_sets(shared: str | Path, splits: Mapping[str, Mapping[str, Any]], quick: bool = False,
+              split: str = "heldout") -> tuple[dict[str, list[LabelledCase]], set[str]]:
     """The held-out cases by set (``dixon``, ``real_spine``, ``real_spine_pairs``) and the names of the
-    healthy ones. ``quick``: 2 Dixon volumes, the healthy real-spine subject (2 volumes and its pair)."""
+    healthy ones. ``quick``: 2 Dixon volumes, the healthy real-spine subject (2 volumes and its pair).
+    ``split="train"``: the training subjects instead (where analysis rules are developed; the network
+    has seen them, so their figures are optimistic and never reported as generalisation)."""
     shared = Path(shared)
     sets: dict[str, list[LabelledCase]] = {}
     healthy: set[str] = set()
     if "real-spine-dixon" in splits and (shared / "real-spine-dixon").is_dir():
-        heldout, well = heldout_lists(splits, "real-spine-dixon")
+        heldout, well = heldout_lists(splits, "real-spine-dixon", split)
         if quick:
             heldout = heldout[:2]
         sets["dixon"] = load_dixon_cases(shared / "real-spine-dixon", include=heldout)
         healthy |= set(well)
     if "real-spine" in splits and (shared / "real-spine").is_dir():
-        heldout, well = heldout_lists(splits, "real-spine")
+        heldout, well = heldout_lists(splits, "real-spine", split)
         if quick:
             heldout = [c for c in heldout if c in well][:2] or heldout[:2]
         cases = load_labelled_cases(shared / "real-spine", include=heldout)
