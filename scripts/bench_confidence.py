@@ -73,13 +73,15 @@ def figure(path: Path, table_cal: list[dict], table_raw: list[dict]) -> None:
 
 
 def write_calibration(directory: Path, x: np.ndarray, y: np.ndarray, subjects: list[str], l2: float, seed: int,
-                      cross_fitted: dict, checkpoint_sha256: str | None) -> Path:
+                      cross_fitted: dict, checkpoint_sha256: str | None, features: tuple[str, ...] = FEATURES) -> Path:
     summary = (f"{len(y)} lesions ({int(y.sum())} real) on {len(subjects)} held-out subjects "
                f"(healthy scans and lesions painted by the independent painter), seed {seed}")
-    calibrator = fit_calibrator(x, y, l2=l2, fitted_on={
+    calibrator = fit_calibrator(x, y, features=features, l2=l2, fitted_on={
         "summary": summary, "subjects": subjects, "samples": int(len(y)), "real": int(y.sum()),
         "cross_fitted_auroc": round(cross_fitted["auroc"], 4), "cross_fitted_ece": round(cross_fitted["ece"], 4),
-        "checkpoint_sha256": checkpoint_sha256, "command": "scripts/bench_confidence.py --write-calibration"})
+        "checkpoint_sha256": checkpoint_sha256,
+        "command": "scripts/bench_confidence.py " + ("" if tuple(features) == FEATURES else
+                                                     f"--features {','.join(features)} ") + "--write-calibration"})
     out = directory / CALIBRATION_FILE
     out.write_text(json.dumps(calibrator.to_dict(), indent=1) + "\n")
     return out
@@ -94,12 +96,13 @@ def refit(args: argparse.Namespace) -> int:
         return 2
     run = json.loads(args.from_json.read_text())
     rows = run["samples_list"]
-    x = np.array([[row["inputs"][f] for f in FEATURES] for row in rows], dtype=np.float64)
+    features = tuple(run.get("features", FEATURES))
+    x = np.array([[row["inputs"][f] for f in features] for row in rows], dtype=np.float64).reshape(-1, len(features))
     y = np.array([row["real"] for row in rows], dtype=np.float64)
     subjects = sorted({row["subject"] for row in rows})
     sha = file_sha256(args.write_calibration / "model.pt")
     out = write_calibration(args.write_calibration, x, y, subjects, run.get("l2", args.l2), run.get("seed", 0),
-                            run["cross_fitted"], sha)
+                            run["cross_fitted"], sha, features)
     print(f"wrote {out} ({len(y)} lesions, {int(y.sum())} real, from {args.from_json})")
     return 0
 
@@ -113,6 +116,8 @@ def main() -> int:
     parser.add_argument("--verdicts", type=int, default=24, help="painted variants of the T1+T2 pair")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--features", default=",".join(FEATURES),
+                        help=f"calibrator inputs, comma-separated, of: {', '.join(FEATURES)} (default: all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path)
@@ -124,6 +129,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.from_json is not None:
         return refit(args)
+    features = tuple(f.strip() for f in args.features.split(",") if f.strip())
+    if not features or set(features) - set(FEATURES):
+        print(f"--features: choose from {', '.join(FEATURES)}", file=sys.stderr)
+        return 2
 
     from modicseg.model.runtime import load_segmenter
 
@@ -156,7 +165,7 @@ def main() -> int:
 
     x, y = matrix(samples)
     subjects = sorted({s.subject for s in samples})
-    oof, folds = cross_fitted(samples, l2=args.l2)
+    oof, folds = cross_fitted(samples, l2=args.l2, features=features)
     raw = x[:, FEATURES.index("probability")]
     ece_cal, table_cal = reliability(oof, y)
     ece_raw, table_raw = reliability(raw, y)
@@ -164,7 +173,7 @@ def main() -> int:
     verdict_rows = verdict_doubts(verdict_cases, folds, config)
     caught = caught_by_doubt(verdict_rows, 0.2, seed=args.seed)
     result = {
-        "model": str(args.model), "seed": args.seed, "l2": args.l2, "variants": variants,
+        "model": str(args.model), "seed": args.seed, "l2": args.l2, "features": list(features), "variants": variants,
         "verdict_variants": verdict_count,
         "subjects": subjects, "samples": len(samples), "real": int(y.sum()), "false": int(len(y) - y.sum()),
         "cross_fitted": {"auroc": auroc(oof, y), "ece": ece_cal, "brier": float(np.mean((oof - y) ** 2)),
@@ -198,8 +207,8 @@ def main() -> int:
     if args.figure:
         figure(args.figure, table_cal, table_raw)
     if args.write_calibration:
-        out = write_calibration(args.write_calibration, x, y, subjects, args.l2, args.seed, cf,
-                                segmenter.checkpoint_sha256)
+        out = write_calibration(args.write_calibration, matrix(samples, features)[0], y, subjects, args.l2,
+                                args.seed, cf, segmenter.checkpoint_sha256, features)
         print(f"wrote {out}")
     return 0
 

@@ -201,3 +201,26 @@ def test_shipped_model_confidence_leaves_the_labels_alone_and_refuses_a_stale_ca
     assert any("fitted for other weights" in w for w in other.warnings)
     assert [les.confidence for les in other.lesions] == pytest.approx(
         [les.confidence_inputs["probability"] for les in other.lesions])
+
+
+def test_cross_fitting_on_one_input_leaves_each_subject_out_and_ranks_by_that_input():
+    from modicseg.evaluation.confidence import LesionSample, cross_fitted
+
+    rng = np.random.default_rng(1)
+    samples = []
+    for i in range(120):
+        real = bool(i % 3)
+        inputs = {f: float(rng.normal()) for f in FEATURES}
+        inputs["probability"] = float(np.clip(rng.normal(0.8 if real else 0.45, 0.12), 0, 1))
+        samples.append(LesionSample(f"s{i % 6}", f"s{i % 6}", "0", i, inputs, real, 200.0))
+    oof, folds = cross_fitted(samples, features=("probability",))
+    assert set(folds) == {f"s{k}" for k in range(6)}
+    assert all(c.features == ("probability",) for c in folds.values())
+    p = np.array([s.inputs["probability"] for s in samples])
+    y = np.array([s.real for s in samples])
+    # one increasing input: each fold's confidence is monotone in it (the noise inputs are not used)
+    for subject, calibrator in folds.items():
+        mine = np.array([s.subject == subject for s in samples])
+        order = np.argsort(p[mine])
+        assert np.all(np.diff(oof[mine][order]) >= -1e-12) and calibrator.coef[0] > 0
+    assert oof[y].mean() > oof[~y].mean() + 0.3

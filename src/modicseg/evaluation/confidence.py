@@ -192,17 +192,19 @@ def matrix(samples: Sequence[LesionSample], features: Sequence[str] = FEATURES) 
     return x, y
 
 
-def cross_fitted(samples: Sequence[LesionSample], l2: float = 1.0) -> tuple[np.ndarray, dict[str, Calibrator]]:
-    """Out-of-fold confidences (leave one subject out) and the calibrator of each fold, by left-out subject."""
-    x, y = matrix(samples)
+def cross_fitted(samples: Sequence[LesionSample], l2: float = 1.0,
+                 features: Sequence[str] = FEATURES) -> tuple[np.ndarray, dict[str, Calibrator]]:
+    """Out-of-fold confidences (leave one subject out) and the calibrator of each fold (on ``features``),
+    by left-out subject."""
+    x, y = matrix(samples, features)
     subjects = np.array([s.subject for s in samples])
     out = np.full(len(samples), np.nan)
     folds: dict[str, Calibrator] = {}
     for subject in sorted(set(subjects)):
         held = subjects == subject
-        calibrator = fit_calibrator(x[~held], y[~held], l2=l2)
+        calibrator = fit_calibrator(x[~held], y[~held], features=features, l2=l2)
         folds[subject] = calibrator
-        out[held] = [calibrator.probability(dict(zip(FEATURES, row, strict=True))) for row in x[held]]
+        out[held] = [calibrator.probability(dict(zip(features, row, strict=True))) for row in x[held]]
     return out, folds
 
 
