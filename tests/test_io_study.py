@@ -370,3 +370,16 @@ def test_dicomdir_study_layout_is_read(tmp_path, study_dir) -> None:
     study = open_study(StudyRequest(path=media))
     np.testing.assert_allclose(study.t2.affine, info["t2_affine"], atol=1e-4)
     assert study.t1.provenance.series_number == 3
+
+
+def test_stacks_of_a_split_series_are_named_the_same_whatever_the_file_order(study_dir) -> None:
+    from modicseg.io.dicom_headers import frames_of
+    from modicseg.io.dicom_scan import read_header
+    from modicseg.io.stacks import split_series
+
+    root, _ = study_dir
+    frames = [f for path in sorted((root / "loc").iterdir()) for f in frames_of(read_header(path), path)]
+    assert len(frames) == 3
+    orders = [split_series(list(order)) for order in (frames, frames[::-1], frames[1:] + frames[:1])]
+    planes = [[stack.frames[0].orientation for stack in stacks] for stacks in orders]
+    assert planes[0] == planes[1] == planes[2] and len({tuple(p) for p in planes[0]}) == 3

@@ -143,7 +143,15 @@ def split_series(frames: list[FrameHeader]) -> list[Stack]:
     groups: dict[tuple, list[FrameHeader]] = defaultdict(list)
     for frame in frames:
         groups[_stack_key(frame, _orientation_cluster(clusters, frame.orientation))].append(frame)
-    keys = list(groups)
+    # stacks in acquisition order (their first InstanceNumber, then their geometry), not in the order
+    # the files happened to be listed: "1.1" names the same stack on every run
+    def acquisition_order(key: tuple) -> tuple:
+        first = min(groups[key], key=lambda f: (f.instance_number is None, f.instance_number or 0,
+                                                tuple(round(v, 3) for v in f.orientation or ())))
+        return (first.instance_number is None, first.instance_number or 0,
+                tuple(round(v, 3) for v in first.orientation or ()), repr(key[1:]))
+
+    keys = sorted(groups, key=acquisition_order)
     reason = _split_reason(keys) if len(keys) > 1 else None
     first = frames[0]
     stacks = []
