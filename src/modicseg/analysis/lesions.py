@@ -288,10 +288,11 @@ def cut_endplates(vset: VertebraSet, affine: np.ndarray) -> dict[int, set[str]]:
         moved[0] = True
         moved[-1] = True
     out: dict[int, set[str]] = {}
+    on_edge = set(np.unique(vset.instances[edge]).tolist()) - {0}
     for vertebra in vset.vertebrae:
-        ijk = np.argwhere(edge & (vset.instances == vertebra.label))
-        if len(ijk) == 0:
+        if vertebra.label not in on_edge:
             continue
+        ijk = np.argwhere(edge & (vset.instances == vertebra.label))
         along_axis = (geo.world_points(affine, ijk) - vertebra.centre_ras) @ vertebra.axis_ras
         out[vertebra.label] = {SUPERIOR if a > 0 else INFERIOR for a in along_axis}
     return out
