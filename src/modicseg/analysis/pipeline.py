@@ -27,15 +27,10 @@ from modicseg.analysis.confidence import (
     signal_contrast,
     unreported_lesion_evidence,
 )
-from modicseg.analysis.config import AnalysisConfig, LesionConfig, VertebraConfig, load_config
+from modicseg.analysis.config import AnalysisConfig, VertebraConfig, load_config
 from modicseg.analysis.eligibility import assess, is_borderline
-from modicseg.analysis.lesions import (
-    LesionSet,
-    at_craniocaudal_edge,
-    cut_endplates,
-    find_lesions,
-    keep_lesions,
-)
+from modicseg.analysis.lesion_screening import screen_lesions
+from modicseg.analysis.lesions import find_lesions
 from modicseg.analysis.levels import name_levels, parse_level
 from modicseg.analysis.measures import measure_lesion
 from modicseg.analysis.modic_typing import (
@@ -45,7 +40,6 @@ from modicseg.analysis.modic_typing import (
     unclassified_type,
 )
 from modicseg.analysis.result import LesionRecord, Report, VertebraRecord
-from modicseg.analysis.signal_change import MIN_CHANGED_FRACTION, changed_fraction, normal_range
 from modicseg.analysis.vertebrae import VertebraSet, find_vertebrae, splitting_discs
 from modicseg.core.convert import from_nibabel
 from modicseg.core.evidence import NetworkEvidence
@@ -312,42 +306,6 @@ def _depth_inside(instances: np.ndarray, affine: np.ndarray,
     alone = wanted & (outside < 0)
     outside[alone] = np.flatnonzero(alone)
     return depth, outside
-
-
-def screen_lesions(lset: LesionSet, vset: VertebraSet, refs: dict[int, Any],
-                   images: tuple[np.ndarray | None, np.ndarray | None], bands: dict[str, Any], affine: np.ndarray,
-                   config: LesionConfig) -> tuple[LesionSet, list[str]]:
-    """The lesions without those that show no signal change on the images given
-    (``lesions.require_signal_change``, ``analysis.signal_change``) and those against the cranio-caudal
-    edge of the field of view (``lesions.count_at_field_edge``), renumbered; and the notes that say so."""
-    ranges = (normal_range(bands, "t1"), normal_range(bands, "t2"))
-    keep, unchanged, at_edge = [], [], []
-    cut = {} if config.count_at_field_edge else cut_endplates(vset, affine)
-    for lesion in lset.lesions:
-        where = f"{vset.by_label(lesion.vertebra).level} {lesion.endplate}"
-        if not config.count_at_field_edge and (lesion.endplate in cut.get(lesion.vertebra, set())
-                                               or at_craniocaudal_edge(lesion.ijk, lset.lesion_map.shape, affine)):
-            keep.append(False)
-            at_edge.append(where)
-            continue
-        ref = refs.get(lesion.vertebra)
-        fraction = (None if ref is None or not config.require_signal_change
-                    else changed_fraction(images, (ref.t1, ref.t2), ranges, lesion.ijk))
-        if fraction is not None and fraction < MIN_CHANGED_FRACTION:
-            keep.append(False)
-            unchanged.append(f"{where} ({fraction:.0%} of its voxels changed)")
-            continue
-        keep.append(True)
-    notes = []
-    if unchanged:
-        notes.append(f"{len(unchanged)} lesion part(s) that look like the vertebra's normal marrow on the images "
-                     f"given were not counted: {', '.join(unchanged)}")
-    if at_edge:
-        notes.append(f"{len(at_edge)} lesion part(s) at an end of a body that the cranio-caudal edge of the field "
-                     f"of view cuts (no endplate in view there) were not counted: {', '.join(at_edge)}")
-    if not notes:
-        return lset, []
-    return keep_lesions(lset, keep), notes
 
 
 def analyze_images(labels: LabelImage, t1: ScalarImage | None = None, t2: ScalarImage | None = None,
