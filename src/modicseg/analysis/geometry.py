@@ -146,3 +146,13 @@ def chord(values: np.ndarray, affine: np.ndarray, origin: np.ndarray, direction:
     low = crossing(first - 1, first) if first > 0 else float(s[0])
     high = crossing(last, last + 1) if last < len(s) - 1 else float(s[-1])
     return low, high
+
+
+def axes_touched(ijk: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per array axis, whether the voxels ``ijk`` (N, 3) reach its first or last index (the field of view's edge)."""
+    return (ijk.min(axis=0) == 0) | (ijk.max(axis=0) == np.asarray(shape) - 1)
+
+
+def axis_directions(affine: np.ndarray) -> np.ndarray:
+    """Unit world (RAS) direction of each array axis, as the columns of a 3 x 3 matrix."""
+    return np.asarray(affine, dtype=np.float64)[:3, :3] / spacing_of(affine)

@@ -106,7 +106,12 @@ def find_lesions(labels: np.ndarray, affine: np.ndarray, vset: VertebraSet, conf
     for lesion in lesions:
         lesion.craniocaudal_extent_mm, lesion.change_extent_mm = craniocaudal_extents(lesion, vset, affine)
     lesions.sort(key=lambda les: (les.vertebra, les.endplate != SUPERIOR, -les.volume_mm3))
-    lesion_map = np.zeros(labels.shape, dtype=np.int32)
+    return _numbered(lesions, labels.shape, warnings)
+
+
+def _numbered(lesions: list[Lesion], shape: tuple[int, ...], warnings: list[str]) -> LesionSet:
+    """The lesions numbered 1.. in their order (``Lesion.id``) with the lesion map of those numbers."""
+    lesion_map = np.zeros(shape, dtype=np.int32)
     for number, lesion in enumerate(lesions, start=1):
         lesion.id = number
         lesion_map[tuple(lesion.ijk.T)] = number
@@ -266,15 +271,13 @@ def _crossing(s: np.ndarray, values: np.ndarray, a: int, b: int, level: float = 
 
 def _craniocaudal_axes(affine: np.ndarray) -> np.ndarray:
     """Which array axes run mainly cranio-caudal (within 45 degrees)."""
-    direction = np.asarray(affine, dtype=np.float64)[:3, :3] / geo.spacing_of(affine)
-    return np.abs(geo.SUPERIOR @ direction) >= np.cos(np.radians(45))
+    return np.abs(geo.SUPERIOR @ geo.axis_directions(affine)) >= np.cos(np.radians(45))
 
 
 def at_craniocaudal_edge(ijk: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> bool:
     """Whether voxels reach the first or last slab of an array axis that runs mainly cranio-caudal:
     the field of view cuts there, so what lies against that edge cannot be measured."""
-    touches = (ijk.min(axis=0) == 0) | (ijk.max(axis=0) == np.asarray(shape) - 1)
-    return bool((touches & _craniocaudal_axes(affine)).any())
+    return bool((geo.axes_touched(ijk, shape) & _craniocaudal_axes(affine)).any())
 
 
 def cut_endplates(vset: VertebraSet, affine: np.ndarray) -> dict[int, set[str]]:
@@ -298,11 +301,7 @@ def cut_endplates(vset: VertebraSet, affine: np.ndarray) -> dict[int, set[str]]:
     return out
 
 
-def keep_lesions(lset: LesionSet, keep: list[bool], warnings: list[str] | None = None) -> LesionSet:
+def keep_lesions(lset: LesionSet, keep: list[bool]) -> LesionSet:
     """The lesion set without the lesions whose ``keep`` is False, renumbered in the same order."""
     kept = [les for les, k in zip(lset.lesions, keep, strict=True) if k]
-    lesion_map = np.zeros(lset.lesion_map.shape, dtype=np.int32)
-    for number, lesion in enumerate(kept, start=1):
-        lesion.id = number
-        lesion_map[tuple(lesion.ijk.T)] = number
-    return LesionSet(kept, lesion_map, [*lset.warnings, *(warnings or [])])
+    return _numbered(kept, lset.lesion_map.shape, list(lset.warnings))

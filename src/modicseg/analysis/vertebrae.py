@@ -254,10 +254,8 @@ def measure_vertebra(mask: np.ndarray, affine: np.ndarray, label: int,
 
 def _touches_in_plane_edge(ijk: np.ndarray, shape: tuple[int, ...], affine: np.ndarray) -> bool:
     """Whether voxels reach the edge of the field of view along an in-plane (not left-right) axis."""
-    direction = affine[:3, :3] / geo.spacing_of(affine)
-    in_plane = np.abs(geo.RIGHT @ direction) < 0.7
-    touches = (ijk.min(axis=0) == 0) | (ijk.max(axis=0) == np.array(shape) - 1)
-    return bool((touches & in_plane).any())
+    in_plane = np.abs(geo.RIGHT @ geo.axis_directions(affine)) < 0.7
+    return bool((geo.axes_touched(ijk, shape) & in_plane).any())
 
 
 def _drop_slivers(pieces: list[np.ndarray], shape: tuple[int, ...], affine: np.ndarray,
